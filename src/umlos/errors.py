@@ -12,4 +12,4 @@ from umlos._errorbase import Error
 from umlos._generated.errors import *  # noqa: F403
 from umlos._generated.errors import __all__ as _generated_all
 
-__all__ = ["Error", *_generated_all]
+__all__ = ["Error", *_generated_all]  # noqa: PLE0604 - generated names are strings

@@ -1,0 +1,168 @@
+"""The ``umlos`` command line: a thin edge over the library.
+
+Exit codes (stable, documented in the README):
+  0  success
+  1  a check failed (invalid contracts, drift, incompatible change, failed verification)
+  2  usage error (bad arguments, missing files)
+  3  runtime error (a UML_OS error while doing the work)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from umlos.errors import Error
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_RUNTIME = 3
+
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _fail_runtime(exc: Error, as_json: bool) -> NoReturn:
+    if as_json:
+        _emit_json({"status": "error", "error": exc.as_dict()})
+    else:
+        click.echo(f"error: {exc.code_id}: {exc}", err=True)
+    sys.exit(EXIT_RUNTIME)
+
+
+def _contracts_dir(value: Path | None) -> Path:
+    from umlos.contracts import find_contracts_dir
+
+    found = value or find_contracts_dir()
+    if found is None or not (found / "contracts.yaml").is_file():
+        raise click.UsageError(
+            "no contract set found: pass --contracts DIR (a directory holding contracts.yaml)"
+        )
+    return found
+
+
+@click.group()
+@click.version_option(package_name="umlos")
+def main() -> None:
+    """UML_OS: deterministic, auditable ML training with verifiable evidence."""
+
+
+@main.group()
+def contracts() -> None:
+    """Check, compile and compare the contract set (contracts/)."""
+
+
+@contracts.command("check")
+@click.option("--contracts", "contracts_dir", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Write compiled artifacts here."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+def contracts_check(contracts_dir: Path | None, out: Path | None, as_json: bool) -> None:
+    """Validate every contract file and compile the set to canonical CBOR."""
+    from umlos.contracts import check
+
+    root = _contracts_dir(contracts_dir)
+    try:
+        result = check(root)
+    except Error as exc:
+        _fail_runtime(exc, as_json)
+    cs, compiled = result.contract_set, result.compiled
+    if not result.ok or compiled is None:
+        if as_json:
+            issues = [{"file": i.file, "path": i.path, "message": i.message} for i in result.issues]
+            _emit_json({"status": "invalid", "issues": issues})
+        else:
+            for issue in result.issues:
+                click.echo(f"{root.name}/{issue}", err=True)
+            click.echo(f"{len(result.issues)} issue(s) in {root}", err=True)
+        sys.exit(EXIT_CHECK_FAILED)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in compiled.artifacts.items():
+            (out / name).write_bytes(data)
+        (out / "manifest.json").write_text(compiled.manifest_json(cs), encoding="utf-8")
+    if as_json:
+        _emit_json({"status": "ok", **compiled.manifest(cs)})
+        return
+    click.echo(
+        f"{cs.name} {cs.version}: {len(cs.schemas.named)} types, {len(cs.operators)} operators, "
+        f"{len(cs.errors)} error codes, {len(cs.tags)} digest tags, "
+        f"{len(cs.capabilities)} capabilities — ok"
+    )
+    click.echo(f"operator_registry_root_hash {compiled.operator_registry_root_hash.hex()}")
+    click.echo(f"contract_set_hash           {compiled.contract_set_hash.hex()}")
+
+
+@contracts.command("diff")
+@click.argument("old", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("new", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+def contracts_diff(old: Path, new: Path, as_json: bool) -> None:
+    """Classify every change from OLD to NEW as PATCH, MINOR or MAJOR.
+
+    Fails (exit 1) when NEW's declared version bump is smaller than the changes require.
+    """
+    from umlos.contracts.diff import diff_dirs
+
+    try:
+        report = diff_dirs(old, new)
+    except Error as exc:
+        _fail_runtime(exc, as_json)
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        for change in report.changes:
+            click.echo(f"{change.level:<5}  {change.where}: {change.what}")
+        click.echo(
+            f"{len(report.changes)} change(s); required bump {report.required}, declared "
+            f"{report.declared} ({report.old_version} → {report.new_version}): "
+            + ("ok" if report.ok else "TOO SMALL")
+        )
+    sys.exit(EXIT_OK if report.ok else EXIT_CHECK_FAILED)
+
+
+@main.command()
+@click.option("--check", "check_only", is_flag=True, help="Fail if generated files differ.")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Repository root (default: the directory holding contracts/).",
+)
+def generate(check_only: bool, root: Path | None) -> None:
+    """Regenerate code, artifacts and reference docs from contracts/."""
+    from umlos import codegen
+
+    root = root or _contracts_dir(None).parent
+    contracts_dir = _contracts_dir(root / "contracts")
+    try:
+        if check_only:
+            drift = codegen.check(root, contracts_dir)
+            for d in drift:
+                click.echo(f"{d.kind:<8} {d.path}", err=True)
+            if drift:
+                click.echo(
+                    f"{len(drift)} generated file(s) differ from contracts/: run `umlos generate`",
+                    err=True,
+                )
+                sys.exit(EXIT_CHECK_FAILED)
+            click.echo("generated files are up to date")
+            return
+        files = codegen.render(contracts_dir)
+        changed = codegen.write(files, root)
+    except Error as exc:
+        _fail_runtime(exc, False)
+    for rel in changed:
+        click.echo(f"wrote {rel}")
+    click.echo(f"{len(files)} files generated, {len(changed)} changed")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
