@@ -15,7 +15,8 @@ EXTRA = VECTORS / "canonical_cbor_extra.json"
 
 def load(path: Path) -> dict[str, Any]:
     # json's own rule matches decision A11: tokens with '.', 'e' or 'E' become float.
-    return json.loads(path.read_text(encoding="utf-8"))
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return doc
 
 
 def from_json(node: Any, *, key: bool = False) -> Any:

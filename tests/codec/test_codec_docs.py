@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import doctest
-from pathlib import Path
 
 import yaml
 
 import umlos.codec
-
-ERRORS_YAML = Path(__file__).resolve().parents[2] / "contracts" / "errors.yaml"
+from tests.conftest import CONTRACTS
 
 
 def test_docstring_examples() -> None:
@@ -32,7 +30,7 @@ def test_public_api() -> None:
 
 
 def test_reasons_match_the_error_catalogue() -> None:
-    catalogue = yaml.safe_load(ERRORS_YAML.read_text(encoding="utf-8"))
+    catalogue = yaml.safe_load((CONTRACTS / "errors.yaml").read_text(encoding="utf-8"))
     (violation,) = [c for c in catalogue["codes"] if c["code_id"] == "CONTRACT_VIOLATION"]
     listed = {r for r in violation["reasons"] if r.startswith("CBOR_")}
     assert listed == umlos.codec.CBOR_REASONS

@@ -15,6 +15,7 @@ import pytest
 
 from umlos.codec import MAX_DEPTH, CborError, decode, encode
 from umlos.codec import _encode as encode_module
+from umlos.codec._profile import ORDER_CACHE_MAX, ORDER_CACHE_MAX_KEYS
 from umlos.errors import ContractViolationError, Error
 
 
@@ -153,14 +154,14 @@ def test_key_cache_never_conflates_equal_keys_of_other_types() -> None:
 
 def test_key_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(encode_module, "_ORDER_CACHE", {})
-    for i in range(encode_module.ORDER_CACHE_MAX + 10):
+    for i in range(ORDER_CACHE_MAX + 10):
         encode({f"k{i}": 0, "z": 1})
-    assert 0 < len(encode_module._ORDER_CACHE) <= encode_module.ORDER_CACHE_MAX
+    assert 0 < len(encode_module._ORDER_CACHE) <= ORDER_CACHE_MAX
 
 
 def test_big_maps_are_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(encode_module, "_ORDER_CACHE", {})
-    encode({str(i): i for i in range(encode_module.ORDER_CACHE_MAX_KEYS + 1)})
+    encode({str(i): i for i in range(ORDER_CACHE_MAX_KEYS + 1)})
     assert encode_module._ORDER_CACHE == {}
 
 

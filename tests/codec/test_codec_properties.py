@@ -13,10 +13,10 @@ import struct
 from typing import Any
 
 import cbor2
-from codec_helpers import same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.codec.codec_helpers import same
 from umlos.codec import CborError, decode, encode
 from umlos.codec._decode import _MISS, fast_decode
 from umlos.codec._strict import decode_strict

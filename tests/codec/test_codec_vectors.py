@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from codec_helpers import EXTRA, UPSTREAM, from_json, load, same
 
+from tests.codec.codec_helpers import EXTRA, UPSTREAM, from_json, load, same
 from umlos.codec import CborError, commit_hash, decode, digest, encode
 from umlos.codec._strict import decode_strict
 

@@ -188,6 +188,15 @@ CASES: dict[str, tuple[Callable[[Path], None], str, str]] = {
         "contracts.yaml",
         "MAJOR.MINOR.PATCH",
     ),
+    "compiled_artifact_breaks_own_schema": (
+        lambda r: _edit(
+            r / "schemas/operator_registry.yaml",
+            '        pattern: "^v[0-9]+$"\n        description: v<N>',
+            '        pattern: "^w[0-9]+$"\n        description: v<N>',
+        ),
+        "schemas/operator_registry.yaml",
+        r"compiled OperatorRegistry fails at \$\.operator_records\[0\]\.version",
+    ),
     "missing_file": (
         lambda r: (r / "capabilities.yaml").unlink(),
         "capabilities.yaml",

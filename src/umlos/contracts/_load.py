@@ -516,7 +516,9 @@ def _meta_problem(text: bytes) -> tuple[str, str] | None:
     try:
         jsonschema.Draft202012Validator.check_schema(loads_yaml(text.decode(), source="schema"))
     except jsonschema.SchemaError as exc:
-        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
+        where = "$" + "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path
+        )
         return where, exc.message
     return None
 

@@ -13,8 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
 from umlos.codec import commit_hash, digest, encode
 from umlos.contracts._issues import Issues
+from umlos.contracts._load import SCHEMA_ID_BASE
 from umlos.contracts.model import ContractSet, OperatorSpec
 from umlos.contracts.schema_ir import (
     AnyOfT,
@@ -291,11 +296,53 @@ def compile_contracts(cs: ContractSet, issues: Issues) -> Compiled | None:
         "operator_registry.cbor": encode(registry),
         "schema_catalog.cbor": encode(schema_catalog),
     }
+    _self_check(cs, {"OperatorRegistry": registry, "SchemaCatalog": schema_catalog}, issues)
+    if issues:
+        return None
     contract_set_hash = commit_hash(
         CONTRACT_SET_TAG[1],
         [cs.name, cs.version, [[n, digest_bytes(b)] for n, b in sorted(artifacts.items())]],
     )
     return Compiled(artifacts, schema_digests, records, root, contract_set_hash)
+
+
+def _json_form(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list):
+        return [_json_form(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_form(v) for k, v in value.items()}
+    return value
+
+
+def _self_check(cs: ContractSet, artifacts: Mapping[str, Any], issues: Issues) -> None:
+    """The compiled artifacts must validate against the contract set's own schemas.
+
+    Uses the ``jsonschema`` library on the JSON form — an implementation independent of the
+    generated validators — so a compiler bug and a generator bug cannot hide each other.
+    """
+    resources = [
+        (doc["$id"], Resource.from_contents(doc, default_specification=DRAFT202012))
+        for doc in cs.schema_docs.values()
+    ]
+    registry: Registry[Any] = Registry().with_resources(resources)
+    for name, value in artifacts.items():
+        item = cs.schemas.named.get(name)
+        if item is None:
+            issues.add("schemas", "$", f"the compiler needs a {name} schema for its artifact")
+            continue
+        ref = f"{SCHEMA_ID_BASE}{item.module}.yaml#/$defs/{name}"
+        validator = jsonschema.Draft202012Validator({"$ref": ref}, registry=registry)
+        for error in validator.iter_errors(_json_form(value)):
+            where = "$" + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
+            )
+            issues.add(
+                f"schemas/{item.module}.yaml",
+                f"$.{name}",
+                f"compiled {name} fails at {where}: {error.message}",
+            )
 
 
 def digest_bytes(data: bytes) -> bytes:
