@@ -87,7 +87,9 @@ class OperatorSpec:
 
     @property
     def version_num(self) -> int:
-        return int(self.version[1:])
+        """The number of ``v<N>``; -1 for a malformed version (already reported by the checker)."""
+        digits = self.version[1:]
+        return int(digits) if self.version.startswith("v") and digits.isdigit() else -1
 
     @property
     def subsystem(self) -> str:
