@@ -15,7 +15,7 @@ OPERATOR_REGISTRY_ROOT_HASH: Final = bytes.fromhex(
 )
 """``Commit("operator_registry_v1", [1, operator_records])``; bound into replay tokens."""
 CONTRACT_SET_HASH: Final = bytes.fromhex(
-    "150989119235f5fbe29c27da7e223016c7fea7f52ed69adef5d3391ccdd08352"
+    "a586c8a5c4d908751736e888744f335e719a42d010be9bed7db11a9bbf4ce412"
 )
 """Commitment to every compiled contract artifact."""
 

@@ -58,6 +58,13 @@ CODEGEN_MAPPING: Final = "codegen_mapping_v1"
 mapping. Preimage: operator -> implementation mapping table (defined when the generator emits
 it)
 """
+COMPUTE_SEED: Final = "compute_seed_v1"
+"""``compute_seed`` (commit). Root of every data-order and parameter-initialisation stream (ADR
+0008), independent of the backend, environment and driver, so numpy and torch runs see the same
+batches and the same initial weights. manifest_hash_without_backend is the digest of the
+normalized manifest with its backend key removed. Preimage: [manifest_hash_without_backend
+(bytes32), uint64(seed)]
+"""
 CONTRACT_SET: Final = "contract_set_v1"
 """``contract_set_hash`` (commit). Identity of the whole compiled contract set (registry,
 catalogues, schema digests). Preimage: [name, version, [[artifact_name, SHA-256(artifact
@@ -337,6 +344,7 @@ ALL_TAGS: Final = frozenset(
         CKPT_MERKLE_NODE,
         CKPT_SHARD_LEAF,
         CODEGEN_MAPPING,
+        COMPUTE_SEED,
         CONTRACT_SET,
         DAEMON_SCHEDULE_KEY,
         DATASET_CONTENT_HASH,
