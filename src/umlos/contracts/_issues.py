@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+
+def json_path(parts: Iterable[str | int]) -> str:
+    """``["a", 0, "b"]`` → ``$.a[0].b``."""
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
 
 
 @dataclass(frozen=True, order=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 
-from umlos.contracts._issues import Issues
+from umlos.contracts._issues import Issues, json_path
 from umlos.contracts._yaml import load_yaml, loads_yaml
 from umlos.contracts.model import (
     DETERMINISM_CLASSES,
@@ -516,9 +516,7 @@ def _meta_problem(text: bytes) -> tuple[str, str] | None:
     try:
         jsonschema.Draft202012Validator.check_schema(loads_yaml(text.decode(), source="schema"))
     except jsonschema.SchemaError as exc:
-        where = "$" + "".join(
-            f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path
-        )
+        where = json_path(exc.absolute_path)
         return where, exc.message
     return None
 

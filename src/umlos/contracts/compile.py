@@ -18,7 +18,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from umlos.codec import commit_hash, digest, encode
-from umlos.contracts._issues import Issues
+from umlos.contracts._issues import Issues, json_path
 from umlos.contracts._load import SCHEMA_ID_BASE
 from umlos.contracts.model import ContractSet, OperatorSpec
 from umlos.contracts.schema_ir import (
@@ -335,9 +335,7 @@ def _self_check(cs: ContractSet, artifacts: Mapping[str, Any], issues: Issues) -
         ref = f"{SCHEMA_ID_BASE}{item.module}.yaml#/$defs/{name}"
         validator = jsonschema.Draft202012Validator({"$ref": ref}, registry=registry)
         for error in validator.iter_errors(_json_form(value)):
-            where = "$" + "".join(
-                f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
-            )
+            where = json_path(error.absolute_path)
             issues.add(
                 f"schemas/{item.module}.yaml",
                 f"$.{name}",
