@@ -17,7 +17,8 @@ def test_reason_literals_in_source_are_declared() -> None:
             continue
         text = path.read_text()
         used |= set(re.findall(r'reason="([A-Z][A-Z0-9_]+)"', text))
-        used |= set(re.findall(r'^[A-Z_]+: Final = "([A-Z][A-Z0-9_]+)"', text, flags=re.M))
+        if path.name == "_reasons.py":  # modules that list their reason constants
+            used |= set(re.findall(r'^[A-Z_]+: Final = "([A-Z][A-Z0-9_]+)"', text, flags=re.M))
     # The generated-record runtime raises the API_SHAPE_MISMATCH reasons.
     assert used, "the scan found no reason codes at all"
     assert used <= DECLARED, sorted(used - DECLARED)

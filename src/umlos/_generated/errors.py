@@ -498,7 +498,10 @@ class BaselineMissingError(EvidenceError):
 
 
 class BackendContractViolationError(BackendError):
-    """The backend cannot honour the determinism profile it was given."""
+    """The backend cannot honour the determinism profile it was given.
+
+    Reasons: BACKEND_UNAVAILABLE, DEVICE_UNAVAILABLE, NONDETERMINISTIC_SETTING.
+    """
 
     code_id: ClassVar[str] = "BACKEND_CONTRACT_VIOLATION"
     numeric_code: ClassVar[int] = 1601
@@ -512,7 +515,11 @@ class BackendContractViolationError(BackendError):
         "failure_operator",
     )
     message_template: ClassVar[str] = "backend broke its determinism contract in {failure_operator}"
-    reasons: ClassVar[tuple[str, ...]] = ()
+    reasons: ClassVar[tuple[str, ...]] = (
+        "BACKEND_UNAVAILABLE",
+        "DEVICE_UNAVAILABLE",
+        "NONDETERMINISTIC_SETTING",
+    )
 
 
 class PrimitiveUnsupportedError(BackendError):
@@ -550,8 +557,8 @@ class ContractViolationError(KernelError):
     CBOR_INVALID_UTF8, CBOR_DUPLICATE_KEY, CBOR_DEPTH_EXCEEDED, CBOR_LENGTH_EXCEEDED,
     CBOR_FORBIDDEN_TAG, CBOR_FORBIDDEN_SIMPLE, CBOR_NON_CANONICAL_NAN, CBOR_NONFINITE_FLOAT,
     CBOR_UNSUPPORTED_TYPE, CBOR_INT_OUT_OF_RANGE, CBOR_INVALID_KEY, CBOR_INVALID_ITEM,
-    CONTRACT_INVALID, COMMIT_SHAPE, NUMERIC_BAD_DTYPE, NUMERIC_BAD_SHAPE, NUMERIC_OUT_OF_RANGE,
-    NUMERIC_EMPTY, RNG_BAD_SEED, RNG_BAD_STATE.
+    CONTRACT_INVALID, COMMIT_SHAPE, ID_OUT_OF_RANGE, LABEL_OUT_OF_RANGE, NUMERIC_BAD_DTYPE,
+    NUMERIC_BAD_SHAPE, NUMERIC_OUT_OF_RANGE, NUMERIC_EMPTY, RNG_BAD_SEED, RNG_BAD_STATE.
     """
 
     code_id: ClassVar[str] = "CONTRACT_VIOLATION"
@@ -580,6 +587,8 @@ class ContractViolationError(KernelError):
         "CBOR_INVALID_ITEM",
         "CONTRACT_INVALID",
         "COMMIT_SHAPE",
+        "ID_OUT_OF_RANGE",
+        "LABEL_OUT_OF_RANGE",
         "NUMERIC_BAD_DTYPE",
         "NUMERIC_BAD_SHAPE",
         "NUMERIC_OUT_OF_RANGE",
@@ -666,6 +675,9 @@ class TraceSchemaInvalidError(EvidenceError):
 class CheckpointInvalidError(EvidenceError):
     """A checkpoint's files, roots, header or commitment do not verify, or it does not match the
     restoring runtime.
+
+    Reasons: STATE_MAGIC, STATE_TRUNCATED, STATE_HEADER, STATE_MISMATCH, TENSOR_DTYPE,
+    TENSOR_LAYOUT, TENSOR_TRUNCATED, TENSOR_HASH.
     """
 
     code_id: ClassVar[str] = "CHECKPOINT_INVALID"
@@ -675,7 +687,16 @@ class CheckpointInvalidError(EvidenceError):
     privacy_class: ClassVar[str] = "INTERNAL"
     required_fields: ClassVar[tuple[str, ...]] = ("t", "run_id", "checkpoint_hash")
     message_template: ClassVar[str] = "checkpoint {checkpoint_hash} of run {run_id} is invalid"
-    reasons: ClassVar[tuple[str, ...]] = ()
+    reasons: ClassVar[tuple[str, ...]] = (
+        "STATE_MAGIC",
+        "STATE_TRUNCATED",
+        "STATE_HEADER",
+        "STATE_MISMATCH",
+        "TENSOR_DTYPE",
+        "TENSOR_LAYOUT",
+        "TENSOR_TRUNCATED",
+        "TENSOR_HASH",
+    )
 
 
 class SignatureMismatchError(SecurityError):

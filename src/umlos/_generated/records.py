@@ -5914,8 +5914,8 @@ class NextBatchRequest:
     sampler: Literal["spec_block_affine", "feistel"]
     sampler_block_size: int
     drop_last: bool
+    compute_seed: bytes
     replay_token: bytes
-    manifest_hash: bytes
 
     defaults: ClassVar[Mapping[str, Any]] = {}
     _fields: ClassVar[frozenset[str]] = frozenset(
@@ -5930,8 +5930,8 @@ class NextBatchRequest:
             "sampler",
             "sampler_block_size",
             "drop_last",
+            "compute_seed",
             "replay_token",
-            "manifest_hash",
         )
     )
     _required: ClassVar[tuple[str, ...]] = (
@@ -5945,8 +5945,8 @@ class NextBatchRequest:
         "sampler",
         "sampler_block_size",
         "drop_last",
+        "compute_seed",
         "replay_token",
-        "manifest_hash",
     )
 
     @classmethod
@@ -5973,8 +5973,8 @@ class NextBatchRequest:
                 m["sampler_block_size"], path + ".sampler_block_size", 1, 18446744073709551615
             ),
             drop_last=_rt.bool_(m["drop_last"], path + ".drop_last"),
+            compute_seed=_rt.bytes_(m["compute_seed"], path + ".compute_seed", j, 32, 32),
             replay_token=_rt.bytes_(m["replay_token"], path + ".replay_token", j, 32, 32),
-            manifest_hash=_rt.bytes_(m["manifest_hash"], path + ".manifest_hash", j, 32, 32),
         )
 
     def to_obj(self, *, json: bool = False) -> dict[str, Any]:
@@ -5990,8 +5990,8 @@ class NextBatchRequest:
             "sampler": self.sampler,
             "sampler_block_size": self.sampler_block_size,
             "drop_last": self.drop_last,
+            "compute_seed": (self.compute_seed.hex() if json else self.compute_seed),
             "replay_token": (self.replay_token.hex() if json else self.replay_token),
-            "manifest_hash": (self.manifest_hash.hex() if json else self.manifest_hash),
         }
         return out
 

@@ -11,11 +11,11 @@ from umlos._generated.records import OperatorRecord
 CONTRACTS_NAME: Final = "umlos-contracts"
 CONTRACTS_VERSION: Final = "1.0.0"
 OPERATOR_REGISTRY_ROOT_HASH: Final = bytes.fromhex(
-    "18d1d5537496392749c33eedd436d82db9f2844778fcd0307264992c86a75ee4"
+    "90f4c41238e4aebe808d7f47809674388fa5ed51f82e94fd359f51e2d1c2357f"
 )
 """``Commit("operator_registry_v1", [1, operator_records])``; bound into replay tokens."""
 CONTRACT_SET_HASH: Final = bytes.fromhex(
-    "a586c8a5c4d908751736e888744f335e719a42d010be9bed7db11a9bbf4ce412"
+    "e0396083e4cf7c8f9e709136d7197ce4be7cd11f33c95443252a79116ceb01b8"
 )
 """Commitment to every compiled contract artifact."""
 
@@ -359,7 +359,7 @@ SCHEMA_DIGESTS: Final[Mapping[str, bytes]] = {
         "7f5a30c14f99c567160b1f93d9f6e397a6994ebb25e6efa92e3629e60ddd250d"
     ),
     "NextBatchRequest": bytes.fromhex(
-        "b2b5c4ba9687066e7e3b4069e295edafe021e3d3bb7a036a3a51d34d8de453d0"
+        "8cd14e72f8b2a2621275e218157c4b9d66fc83c1c5f3449ae6eadd13631483d6"
     ),
     "NextBatchResponse": bytes.fromhex(
         "76c1bf3da638700db5e4d0e41f4da719c337c1d0de1bfedce783c7f745518c61"
@@ -910,9 +910,9 @@ OPERATORS: Final[tuple[OperatorRecord, ...]] = (
             "method": "CALL",
             "surface": "SYSCALL",
             "summary": "Choose one rank's sample indices for the next global batch and the cursor after it.",
-            "request_schema_digest": "sha256:b2b5c4ba9687066e7e3b4069e295edafe021e3d3bb7a036a3a51d34d8de453d0",
+            "request_schema_digest": "sha256:8cd14e72f8b2a2621275e218157c4b9d66fc83c1c5f3449ae6eadd13631483d6",
             "response_schema_digest": "sha256:76c1bf3da638700db5e4d0e41f4da719c337c1d0de1bfedce783c7f745518c61",
-            "signature_digest": b"\xdc\xfd\x16\xab}5\xc3\x92\x92\x19\xc6\x98A\xebw*\x8fq\x01\x06\xb7\x0c\x984\x9ft\x83\xca\xf7]\x96\xbb",
+            "signature_digest": b"\x90qc\x98q8\xff\xb0\x87uQr\xbc\x1e\xd9\x95\xc18\xc4O\x87;\xef\xac\xa9eI6\x17\x91\x91%",
             "side_effects": ["ADVANCES_CURSOR", "ADVANCES_RNG"],
             "allowed_error_codes": [
                 "BATCH_SIZE_INCONSISTENT",

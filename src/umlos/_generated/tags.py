@@ -193,8 +193,8 @@ Preimage: [monitor_policy_hash, entries sorted by (window_id, rule_id, threshold
 metric_name)] ([] in local mode)
 """
 NEXTBATCH_EPOCH_SEED: Final = "nextbatch_epoch_seed_v2"
-"""``epoch_seed`` (commit). Per-dataset, per-epoch sampler seed. Preimage: [replay_token,
-manifest_hash, dataset_key, uint64(epoch)]; epoch_seed = the first 16 bytes
+"""``epoch_seed`` (commit). Per-dataset, per-epoch sampler seed. Preimage: [compute_seed,
+dataset_key, uint64(epoch)]; epoch_seed = the first 16 bytes (ADR 0008 seed policy)
 """
 NEXTBATCH_REPLAY_TOKEN: Final = "nextbatch_v2"
 """``data_replay_t`` (commit). Per-call replay token of NextBatch (traced, never a seed). Preimage:
@@ -290,7 +290,8 @@ shard leaves of paths under `tensors/`, sorted ([] when none)
 """
 THETA_INIT_SEED: Final = "theta_init_v1"
 """``init_seed`` (commit). Per-parameter initialization seed (kernel decision D6). Preimage:
-[replay_token, parameter_name]; the first 16 bytes seed the parameter's stream
+[compute_seed, parameter_name]; the first 16 bytes seed the parameter's stream (ADR 0008 seed
+policy)
 """
 THETA_Q24: Final = "theta_q24_v1"
 """``theta_digest`` (commit). Quantized parameter digest feeding state_fp (kernel decision D8).
