@@ -22,7 +22,9 @@ FILES = sorted(
 )
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -54,7 +56,9 @@ def _replace(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())
-def test_random_mutation_reports_issues_without_crashing(tmp_path: Path, data: st.DataObject) -> None:
+def test_random_mutation_reports_issues_without_crashing(
+    tmp_path: Path, data: st.DataObject
+) -> None:
     root = tmp_path / "contracts"
     if not root.exists():
         shutil.copytree(CONTRACTS, root)
@@ -62,7 +66,7 @@ def test_random_mutation_reports_issues_without_crashing(tmp_path: Path, data: s
     original = (CONTRACTS / rel).read_text()
     doc = yaml.safe_load(original)
     nodes = _nodes(doc)
-    path = data.draw(st.sampled_from(nodes[: 400]))
+    path = data.draw(st.sampled_from(nodes[:400]))
     value = data.draw(JSON_VALUES)
     try:
         (root / rel).write_text(yaml.safe_dump(_replace(doc, path, value), sort_keys=False))
