@@ -15,7 +15,7 @@ OPERATOR_REGISTRY_ROOT_HASH: Final = bytes.fromhex(
 )
 """``Commit("operator_registry_v1", [1, operator_records])``; bound into replay tokens."""
 CONTRACT_SET_HASH: Final = bytes.fromhex(
-    "e0396083e4cf7c8f9e709136d7197ce4be7cd11f33c95443252a79116ceb01b8"
+    "9e5a2754954bce1f2a441d18157a726edf16be4117cec2b038cb63e0b42195a6"
 )
 """Commitment to every compiled contract artifact."""
 

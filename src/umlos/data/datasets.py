@@ -111,7 +111,7 @@ def _data_error(
     source: str,
     *,
     path: str,
-    reason: str | None = None,
+    reason: str = "DATA_MALFORMED",
     context: Mapping[str, Any] | None = None,
 ) -> ContractViolationError:
     return ContractViolationError(
@@ -131,6 +131,7 @@ def _resolve(request: RegisterDatasetRequest, base_dir: Path, where: str) -> Pat
             f"dataset source not found: {p}",
             str(p),
             path=f"{where}.path",
+            reason="DATA_SOURCE_MISSING",
             context={"dataset_key": request.dataset_key},
         )
     return p
@@ -185,7 +186,9 @@ def _read_npy(request: RegisterDatasetRequest, base_dir: Path, where: str) -> tu
     for key in (request.feature_key, request.label_key):
         f = d / f"{key}.npy"
         if not f.is_file():
-            raise _data_error(f"missing {f.name} in {d}", str(f), path=where)
+            raise _data_error(
+                f"missing {f.name} in {d}", str(f), path=where, reason="DATA_SOURCE_MISSING"
+            )
         with f.open("rb") as handle:
             try:
                 arr = np.load(handle, allow_pickle=False)
