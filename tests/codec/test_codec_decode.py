@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
-import time
+import tracemalloc
 from typing import Any
 
 import cbor2
@@ -76,16 +76,18 @@ def test_error_message_names_the_byte_offset() -> None:
 @pytest.mark.parametrize("declared", [2**16, 2**32 - 1, 2**63, 2**64 - 1])
 def test_huge_declared_lengths_fail_at_once(major: int, declared: int) -> None:
     data = _head(major, declared) + b"\x00" * 16
-    start = time.perf_counter()
-    assert _reason(data) == ("CBOR_LENGTH_EXCEEDED", 0)
-    assert time.perf_counter() - start < 0.05
+    tracemalloc.start()
+    try:
+        assert _reason(data) == ("CBOR_LENGTH_EXCEEDED", 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # rejected from the head alone: nothing near the declared size allocated
 
 
-def test_many_small_items_decode_in_linear_time() -> None:
+def test_many_small_items_decode() -> None:
     data = _head(4, 200_000) + b"\x80" * 200_000
-    start = time.perf_counter()
     assert decode(data) == [[]] * 200_000
-    assert time.perf_counter() - start < 2.0
 
 
 def test_depth_boundary_agrees_between_paths() -> None:
@@ -134,14 +136,18 @@ def test_native_tag_list_matches_cbor2() -> None:
     assert set(native) <= set(_CBOR2_NATIVE_TAGS)
 
 
-def test_value_sharing_bomb_is_rejected_quickly() -> None:
+def test_value_sharing_bomb_is_rejected_without_expanding() -> None:
     # [shareable x, ref, ref] nested 40 deep would be a 2^40-node tree if resolved.
     data = b""
     for _ in range(40):
         data = b"\xd8\x1c\x82" + (data or b"\x00") + b"\xd8\x1d\x00"
-    start = time.perf_counter()
-    assert _reason(data)[0] == "CBOR_FORBIDDEN_TAG"
-    assert time.perf_counter() - start < 0.5
+    tracemalloc.start()
+    try:
+        assert _reason(data)[0] == "CBOR_FORBIDDEN_TAG"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # a resolved graph would need far more than this
 
 
 def test_strict_decoder_returns_value_when_cbor2_is_merely_stricter(

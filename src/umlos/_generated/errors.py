@@ -500,7 +500,8 @@ class BaselineMissingError(EvidenceError):
 class BackendContractViolationError(BackendError):
     """The backend cannot honour the determinism profile it was given.
 
-    Reasons: BACKEND_UNAVAILABLE, DEVICE_UNAVAILABLE, NONDETERMINISTIC_SETTING.
+    Reasons: BACKEND_UNAVAILABLE, DEVICE_UNAVAILABLE, NONDETERMINISTIC_SETTING,
+    CUBLAS_WORKSPACE_UNSET, NONDETERMINISTIC_KERNEL.
     """
 
     code_id: ClassVar[str] = "BACKEND_CONTRACT_VIOLATION"
@@ -519,6 +520,8 @@ class BackendContractViolationError(BackendError):
         "BACKEND_UNAVAILABLE",
         "DEVICE_UNAVAILABLE",
         "NONDETERMINISTIC_SETTING",
+        "CUBLAS_WORKSPACE_UNSET",
+        "NONDETERMINISTIC_KERNEL",
     )
 
 

@@ -69,7 +69,7 @@ _ENUM8 = ("LINKED", "MISMATCH", "NOT_CHECKED")
 _ENUM9 = ("VALID", "INVALID")
 _ENUM10 = ("UML_OS.Checkpoint.Schema_v1",)
 _ENUM11 = ("UML_OS.Checkpoint.Manifest_v1",)
-_ENUM12 = ("npz", "npy", "csv", "builtin")
+_ENUM12 = ("npz", "npy", "csv", "builtin", "text")
 _ENUM13 = ("float32", "float64", "int32", "int64", "uint8", "bool")
 _ENUM14 = ("BITWISE", "TOLERANCE")
 _ENUM15 = ("BITWISE",)
@@ -2100,6 +2100,68 @@ class CheckpointPointer:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RowRange:
+    """A deterministic selection of a source's samples, in source order, taken before hashing; the
+    selection is the dataset (its content hash and cardinality are the selection's). Sample i is
+    selected when start <= i < stop and (i - start) mod modulus is one of remainders. With
+    modulus 5, remainders [0] and [1, 2, 3, 4] give an interleaved 20/80 test/train split in
+    which every source region appears on both sides.
+
+    Schema: ``contracts/schemas/dataset.yaml`` (RowRange).
+    """
+
+    start: int
+    stop: int
+    modulus: int | None = None
+    remainders: tuple[int, ...] | None = None
+
+    defaults: ClassVar[Mapping[str, Any]] = {"modulus": 1, "remainders": [0]}
+    _fields: ClassVar[frozenset[str]] = frozenset(("start", "stop", "modulus", "remainders"))
+    _required: ClassVar[tuple[str, ...]] = ("start", "stop")
+
+    @classmethod
+    def from_obj(cls, obj: object, path: str = "$", *, json: bool = False) -> RowRange:
+        """Validate ``obj`` (CBOR data model, or JSON form with ``json=True``) and build."""
+        return cls._from(obj, path, json)
+
+    @classmethod
+    def _from(cls, obj: object, path: str, j: bool) -> RowRange:
+        m = _rt.expect_map(obj, path)
+        _rt.check_fields(m, cls._fields, cls._required, path)
+        return cls(
+            start=_rt.int_(m["start"], path + ".start", 0, 18446744073709551615),
+            stop=_rt.int_(m["stop"], path + ".stop", 0, 18446744073709551615),
+            modulus=(_rt.int_(m["modulus"], path + ".modulus", 1, 1000000))
+            if "modulus" in m
+            else None,
+            remainders=(
+                _rt.list_(
+                    m["remainders"],
+                    path + ".remainders",
+                    j,
+                    lambda v0, p0, j0: _rt.int_(v0, p0, 0, 999999),
+                    min_items=1,
+                    unique=True,
+                )
+            )
+            if "remainders" in m
+            else None,
+        )
+
+    def to_obj(self, *, json: bool = False) -> dict[str, Any]:
+        """The data-model form (bytes stay bytes; ``json=True`` writes them as hex)."""
+        out: dict[str, Any] = {
+            "start": self.start,
+            "stop": self.stop,
+        }
+        if self.modulus is not None:
+            out["modulus"] = self.modulus
+        if self.remainders is not None:
+            out["remainders"] = list(self.remainders)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DatasetRecord:
     """The immutable registration of one dataset. content_hash is the DATASET_CONTENT_HASH identity
     of digest_tags.yaml over [feature_dtype, feature full shape, SHA-256 of the feature bytes,
@@ -2114,7 +2176,7 @@ class DatasetRecord:
     version: str
     content_hash: bytes
     cardinality: int
-    format: Literal["npz", "npy", "csv", "builtin"]
+    format: Literal["npz", "npy", "csv", "builtin", "text"]
     path: str | None = None
     builtin: str | None = None
     feature_key: str
@@ -2124,6 +2186,8 @@ class DatasetRecord:
     label_shape: tuple[int, ...]
     label_dtype: Literal["float32", "float64", "int32", "int64", "uint8", "bool"]
     num_classes: int | None = None
+    rows: RowRange | None = None
+    window: int | None = None
 
     defaults: ClassVar[Mapping[str, Any]] = {}
     _fields: ClassVar[frozenset[str]] = frozenset(
@@ -2143,6 +2207,8 @@ class DatasetRecord:
             "label_shape",
             "label_dtype",
             "num_classes",
+            "rows",
+            "window",
         )
     )
     _required: ClassVar[tuple[str, ...]] = (
@@ -2203,6 +2269,8 @@ class DatasetRecord:
             num_classes=(_rt.int_(m["num_classes"], path + ".num_classes", 1, 4294967295))
             if "num_classes" in m
             else None,
+            rows=(RowRange._from(m["rows"], path + ".rows", j)) if "rows" in m else None,
+            window=(_rt.int_(m["window"], path + ".window", 1, 65536)) if "window" in m else None,
         )
 
     def to_obj(self, *, json: bool = False) -> dict[str, Any]:
@@ -2227,6 +2295,10 @@ class DatasetRecord:
             out["builtin"] = self.builtin
         if self.num_classes is not None:
             out["num_classes"] = self.num_classes
+        if self.rows is not None:
+            out["rows"] = self.rows.to_obj(json=json)
+        if self.window is not None:
+            out["window"] = self.window
         return out
 
 
@@ -3488,11 +3560,13 @@ class ManifestDatasetRef:
     version: str
     hash: bytes
     cardinality: int
-    format: Literal["npz", "npy", "csv", "builtin"]
+    format: Literal["npz", "npy", "csv", "builtin", "text"]
     path: str | None = None
     builtin: str | None = None
     feature_key: str | None = None
     label_key: str | None = None
+    rows: RowRange | None = None
+    window: int | None = None
 
     defaults: ClassVar[Mapping[str, Any]] = {"feature_key": "x", "label_key": "y"}
     _fields: ClassVar[frozenset[str]] = frozenset(
@@ -3506,6 +3580,8 @@ class ManifestDatasetRef:
             "builtin",
             "feature_key",
             "label_key",
+            "rows",
+            "window",
         )
     )
     _required: ClassVar[tuple[str, ...]] = ("id", "version", "hash", "cardinality", "format")
@@ -3537,6 +3613,8 @@ class ManifestDatasetRef:
             label_key=(_rt.str_(m["label_key"], path + ".label_key", pattern=_PAT10))
             if "label_key" in m
             else None,
+            rows=(RowRange._from(m["rows"], path + ".rows", j)) if "rows" in m else None,
+            window=(_rt.int_(m["window"], path + ".window", 1, 65536)) if "window" in m else None,
         )
 
     def to_obj(self, *, json: bool = False) -> dict[str, Any]:
@@ -3556,6 +3634,10 @@ class ManifestDatasetRef:
             out["feature_key"] = self.feature_key
         if self.label_key is not None:
             out["label_key"] = self.label_key
+        if self.rows is not None:
+            out["rows"] = self.rows.to_obj(json=json)
+        if self.window is not None:
+            out["window"] = self.window
         return out
 
 
@@ -5765,13 +5847,15 @@ class RegisterDatasetRequest:
     dataset_key: str
     id: str
     version: str
-    format: Literal["npz", "npy", "csv", "builtin"]
+    format: Literal["npz", "npy", "csv", "builtin", "text"]
     path: str | None = None
     builtin: str | None = None
     feature_key: str
     label_key: str
     expected_hash: bytes | None = None
     expected_cardinality: int | None = None
+    rows: RowRange | None = None
+    window: int | None = None
 
     defaults: ClassVar[Mapping[str, Any]] = {}
     _fields: ClassVar[frozenset[str]] = frozenset(
@@ -5786,6 +5870,8 @@ class RegisterDatasetRequest:
             "label_key",
             "expected_hash",
             "expected_cardinality",
+            "rows",
+            "window",
         )
     )
     _required: ClassVar[tuple[str, ...]] = (
@@ -5834,6 +5920,8 @@ class RegisterDatasetRequest:
             )
             if "expected_cardinality" in m
             else None,
+            rows=(RowRange._from(m["rows"], path + ".rows", j)) if "rows" in m else None,
+            window=(_rt.int_(m["window"], path + ".window", 1, 65536)) if "window" in m else None,
         )
 
     def to_obj(self, *, json: bool = False) -> dict[str, Any]:
@@ -5854,6 +5942,10 @@ class RegisterDatasetRequest:
             out["expected_hash"] = self.expected_hash.hex() if json else self.expected_hash
         if self.expected_cardinality is not None:
             out["expected_cardinality"] = self.expected_cardinality
+        if self.rows is not None:
+            out["rows"] = self.rows.to_obj(json=json)
+        if self.window is not None:
+            out["window"] = self.window
         return out
 
 
@@ -15531,6 +15623,7 @@ __all__ = [
     "ReplayRunRequest",
     "RevocationBundle",
     "RngStreamState",
+    "RowRange",
     "SamplingMetadata",
     "SaveCheckpointRequest",
     "SaveCheckpointResponse",

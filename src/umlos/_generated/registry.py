@@ -11,11 +11,11 @@ from umlos._generated.records import OperatorRecord
 CONTRACTS_NAME: Final = "umlos-contracts"
 CONTRACTS_VERSION: Final = "1.0.0"
 OPERATOR_REGISTRY_ROOT_HASH: Final = bytes.fromhex(
-    "90f4c41238e4aebe808d7f47809674388fa5ed51f82e94fd359f51e2d1c2357f"
+    "fa2c68ffd7b30d10656f2f8ec2982c1e653c445a996b1fc2f0df43823676aa75"
 )
 """``Commit("operator_registry_v1", [1, operator_records])``; bound into replay tokens."""
 CONTRACT_SET_HASH: Final = bytes.fromhex(
-    "9e5a2754954bce1f2a441d18157a726edf16be4117cec2b038cb63e0b42195a6"
+    "156455af623b0cac210fe02a0c01c4bc0fda02fc58b4776b97e457e0630c2280"
 )
 """Commitment to every compiled contract artifact."""
 
@@ -51,7 +51,7 @@ SCHEMA_DIGESTS: Final[Mapping[str, bytes]] = {
         "f455733c590812a72619a28cefa0bd17ac47d60550fae3c75d41ead49ba356bc"
     ),
     "BootstrapRequest": bytes.fromhex(
-        "6d68b66f60b6f1c48efa95ed4614b2b76271f6f9f40c976307e64c744d798805"
+        "06eebc5450e06c0fcf9992525a324c1609f4b5cc40eccb92cc5af62779b28765"
     ),
     "BootstrapResponse": bytes.fromhex(
         "4729d9b2df2c6ca7db854b4d8f74feda1a077c88ecdd3e48b0855bae7419d054"
@@ -139,7 +139,7 @@ SCHEMA_DIGESTS: Final[Mapping[str, bytes]] = {
     ),
     "DataCursor": bytes.fromhex("3f9a5664f4b0c374ec392b6bb7f7cac44a5fffe83aa4749fb1b2a1b1b327007f"),
     "DatasetRecord": bytes.fromhex(
-        "c492f67c946d0933aaa065c5c9df65524bbb2323a4a56430b87a76ddb160491f"
+        "0d232bc13b6ee47e83abd601f2ebc7402863547c9eb1d42609b9f2a5675085ae"
     ),
     "DeterminismProfile": bytes.fromhex(
         "cc27167536b15d3538023291b32c069a9b60a69efa0698a3f7031cf12712e21f"
@@ -307,7 +307,7 @@ SCHEMA_DIGESTS: Final[Mapping[str, bytes]] = {
     "LoadDriverResponse": bytes.fromhex(
         "f7dd8220f85f5346280c6d6b28f3f8eb5e0f580cace8bff50e18a63bf2a226a5"
     ),
-    "Manifest": bytes.fromhex("8cb119a743ebaa5194459b18dabb78e8aa6767ccfb8861e5325b72986c699b03"),
+    "Manifest": bytes.fromhex("0468fb94943d2a360f1fa96098176e8a65543c8dada76bc2e9ca8365a29cc167"),
     "ManifestBackend": bytes.fromhex(
         "1e93a063dc9d555e6dcab66b39c749f0ea35b7ef97425bae9dcaf49b8468cdfe"
     ),
@@ -315,7 +315,7 @@ SCHEMA_DIGESTS: Final[Mapping[str, bytes]] = {
         "c1771769652131a29348d5d0e505a0ac9904cc69882666def79d25afe285526e"
     ),
     "ManifestDatasetRef": bytes.fromhex(
-        "845ecb7eb5716f2d05c87cc12a3395440da0790d941124b47c5c5c5f0c75b2b0"
+        "48b8453e0ff5a9f15ceaec0159f986746cd0f3e939270024f6d7506788c583c8"
     ),
     "ManifestEnvironment": bytes.fromhex(
         "54d4630dfdcc6d890fbbdad32821e591db17b51932565366b2a466d7a9f30d65"
@@ -398,10 +398,10 @@ SCHEMA_DIGESTS: Final[Mapping[str, bytes]] = {
         "679e55cca35d2f12b15a7c81e2bdbe1fd9dcbdd650df12c0da6e70116a8cb23f"
     ),
     "RegisterDatasetRequest": bytes.fromhex(
-        "2c5d94b7205138873a60a3896cf6ce83bb2bd28c52fe4dcb1de946783ddc3e41"
+        "408810682d6bbcf231c4a198e7d10c8f25217153da5dd7b91f12b3873e7d502e"
     ),
     "RegisterDatasetResponse": bytes.fromhex(
-        "5de77c783b7b746ce7a0d5b8861c208c3eeb75173b3fb0137ff86de6cfbc724c"
+        "00a568711c93d588a1bf7ee33fa508fd8e416308e6c3d91dbdbebd7ebf3024bd"
     ),
     "RegistryValidationFinding": bytes.fromhex(
         "339e51208c0313571f3c41d67c7dd7b5c608c2be7096f16f929084f1feaac810"
@@ -424,6 +424,7 @@ SCHEMA_DIGESTS: Final[Mapping[str, bytes]] = {
     "RngStreamState": bytes.fromhex(
         "e8165f479e2e20f17812d8aac4370fc9d0ebf82ca49b5331bc6e30ebfd5e3761"
     ),
+    "RowRange": bytes.fromhex("7309855e701b469f627add311c253a681dbbd61292b2406d7c58124ef3814be0"),
     "SamplingMetadata": bytes.fromhex(
         "9adf1a5fbace81a39a0be496f6cc94ec735440ee2b3c3e963c7fa731ee6e87c5"
     ),
@@ -566,7 +567,7 @@ SCHEMA_DIGESTS: Final[Mapping[str, bytes]] = {
         "d3514b63655831282b7c68bfe5423f245b6a29869622f0a5b2fe72173e0b1768"
     ),
     "ValidateManifestResponse": bytes.fromhex(
-        "fa3bb91110fca6768facccfacec0dd1fce76ce5da917ed4313f0c3372b5bf63f"
+        "c0162fcad4326cd62050c29ba59b9666edd6904176746015f8d5d957c4923451"
     ),
     "ValidateOperatorRegistryRequest": bytes.fromhex(
         "ff9544c8cf2d571aff6d5d6a785e1a90cef18e63df1cc7f2460bd2fafad10c5c"
@@ -854,8 +855,8 @@ OPERATORS: Final[tuple[OperatorRecord, ...]] = (
             "surface": "SYSCALL",
             "summary": "Parse, validate and normalize a run manifest and compute its hash.",
             "request_schema_digest": "sha256:d3514b63655831282b7c68bfe5423f245b6a29869622f0a5b2fe72173e0b1768",
-            "response_schema_digest": "sha256:fa3bb91110fca6768facccfacec0dd1fce76ce5da917ed4313f0c3372b5bf63f",
-            "signature_digest": b"}Hd\x13\x1a\x19W\xd4\xb6aT\x1b\x19\xb46\xcf\x8b\xb0\xfd\x1b\\M\xeb\xfc\xd2\xfd\t[jS\xf6\xae",
+            "response_schema_digest": "sha256:c0162fcad4326cd62050c29ba59b9666edd6904176746015f8d5d957c4923451",
+            "signature_digest": b"\xc9O\xfc\xb3\xeb\xb2\xbdY\xa3y\xa3\xea\tJ\xb1q\xe6\xf4{0z\xa7S\x1b\xcfg\xf54E\x8fE\xfe",
             "side_effects": [],
             "allowed_error_codes": [
                 "API_SHAPE_MISMATCH",
@@ -940,9 +941,9 @@ OPERATORS: Final[tuple[OperatorRecord, ...]] = (
             "method": "CALL",
             "surface": "SYSCALL",
             "summary": "Decode a dataset source, hash its content and record it immutably under a dataset key.",
-            "request_schema_digest": "sha256:2c5d94b7205138873a60a3896cf6ce83bb2bd28c52fe4dcb1de946783ddc3e41",
-            "response_schema_digest": "sha256:5de77c783b7b746ce7a0d5b8861c208c3eeb75173b3fb0137ff86de6cfbc724c",
-            "signature_digest": b"!:\xd0\x06s$t!'\xf6\x17%\xa3}\xa3\x93\x86\x9e)/\xe2\xd2A^V,G\xc5xH\x15T",
+            "request_schema_digest": "sha256:408810682d6bbcf231c4a198e7d10c8f25217153da5dd7b91f12b3873e7d502e",
+            "response_schema_digest": "sha256:00a568711c93d588a1bf7ee33fa508fd8e416308e6c3d91dbdbebd7ebf3024bd",
+            "signature_digest": b"\xce7\x9af\xaeQ\x00\xac\x8c e\xb5\x1f\x05\x1b\xe44\xf6\xd1\x8e\x97\xfeB\x8c\xef\xf3\xc6\xe2\xe5\x01c\x89",
             "side_effects": ["PERFORMS_IO"],
             "allowed_error_codes": [
                 "API_SHAPE_MISMATCH",
@@ -1479,9 +1480,9 @@ OPERATORS: Final[tuple[OperatorRecord, ...]] = (
             "method": "CALL",
             "surface": "SYSCALL",
             "summary": "Derive a run's replay token, run id and namespace and create its run directory.",
-            "request_schema_digest": "sha256:6d68b66f60b6f1c48efa95ed4614b2b76271f6f9f40c976307e64c744d798805",
+            "request_schema_digest": "sha256:06eebc5450e06c0fcf9992525a324c1609f4b5cc40eccb92cc5af62779b28765",
             "response_schema_digest": "sha256:4729d9b2df2c6ca7db854b4d8f74feda1a077c88ecdd3e48b0855bae7419d054",
-            "signature_digest": b"dl\x84\x80%\x8d4\xab\xd6t\xedm\xac\x99j\t\x99\xfb-V\xe8\x9d~\xa5\xa7\x00\r\xd6\x90o\x99)",
+            "signature_digest": b"\xf8\xd4(a\x07\x95xg\xd5\x0e\x91\xbfE\x8f\xf6\x06YC$\xd2>\xcdt\x8b\x079mT\\\x92E}",
             "side_effects": ["PERFORMS_IO"],
             "allowed_error_codes": ["ATTESTATION_FAILURE", "CONTRACT_VIOLATION"],
             "purity_class": "IO",

@@ -371,9 +371,17 @@ def _read(request: RegisterDatasetRequest, base_dir: Path) -> Dataset:
         x, y = _read_builtin(request, where)
         source = f"builtin:{request.builtin}"
     else:
-        readers = {"npz": _read_npz, "npy": _read_npy, "csv": _read_csv}
+        readers = {"npz": _read_npz, "npy": _read_npy, "csv": _read_csv, "text": _read_text}
         x, y = readers[request.format](request, base_dir, where)
         source = str(request.path)
+    if (request.window is not None) != (request.format == "text"):
+        raise ApiShapeMismatchError(
+            "window is required for format text and only there",
+            reason="CONSTRAINT",
+            path=f"{where}.window",
+        )
+    if request.rows is not None:
+        x, y = _slice_rows(x, y, request, where)
     x, y = _check_arrays(x, y, source, where)
     obj: dict[str, object] = {
         "dataset_key": request.dataset_key,
@@ -393,12 +401,82 @@ def _read(request: RegisterDatasetRequest, base_dir: Path) -> Dataset:
         obj["path"] = request.path
     if request.builtin is not None:
         obj["builtin"] = request.builtin
+    if request.rows is not None:
+        obj["rows"] = request.rows.to_obj()
+    if request.window is not None:
+        obj["window"] = request.window
     n_classes = _num_classes(y)
     if n_classes is not None and n_classes >= 1:
         obj["num_classes"] = n_classes
     record = DatasetRecord.from_obj(obj, where)
     _check_expected(request, record, where)
     return Dataset(key=request.dataset_key, features=x, labels=y, record=record)
+
+
+def _slice_rows(
+    x: Array, y: Array, request: RegisterDatasetRequest, where: str
+) -> tuple[Array, Array]:
+    rows = request.rows
+    assert rows is not None
+    n = int(x.shape[0])
+    modulus = rows.modulus or 1
+    remainders = rows.remainders if rows.remainders is not None else (0,)
+    if not rows.start < rows.stop <= n:
+        raise ApiShapeMismatchError(
+            f"rows [{rows.start}, {rows.stop}) is not a non-empty range within the source's {n} samples",
+            reason="CONSTRAINT",
+            path=f"{where}.rows",
+        )
+    if list(remainders) != sorted(remainders) or remainders[-1] >= modulus:
+        raise ApiShapeMismatchError(
+            f"remainders {list(remainders)} must be ascending and below modulus {modulus}",
+            reason="CONSTRAINT",
+            path=f"{where}.rows.remainders",
+        )
+    index = np.arange(rows.start, rows.stop)
+    index = index[np.isin((index - rows.start) % modulus, remainders)]
+    if index.size == 0:
+        raise ApiShapeMismatchError(
+            "rows selects no sample", reason="CONSTRAINT", path=f"{where}.rows"
+        )
+    return x[index], y[index]
+
+
+def _read_text(request: RegisterDatasetRequest, base_dir: Path, where: str) -> tuple[Array, Array]:
+    """Byte-level language-model windows: features = bytes [i, i+w), labels = [i+1, i+w+1)."""
+    p = _resolve(request, base_dir, where)
+    window = request.window
+    if window is None:
+        raise ApiShapeMismatchError(
+            "format text needs a window", reason="MISSING_FIELD", path=f"{where}.window"
+        )
+    try:
+        raw = p.read_bytes()
+        raw.decode("utf-8")
+    except OSError as exc:
+        raise _data_error(
+            f"cannot read {p}: {exc.strerror}",
+            str(p),
+            path=f"{where}.path",
+            reason="DATA_SOURCE_MISSING",
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise _data_error(
+            f"text is not valid UTF-8 at byte {exc.start}", str(p), path=f"{where}.path"
+        ) from exc
+    tokens = np.frombuffer(raw, dtype=np.uint8).astype(np.int64)
+    n = (len(tokens) - 1) // window
+    if n < 1:
+        raise _data_error(
+            f"text has {len(tokens)} bytes, fewer than one window of {window + 1}",
+            str(p),
+            path=f"{where}.path",
+            reason="NUMERIC_EMPTY",
+        )
+    span = tokens[: n * window + 1]
+    x = span[:-1].reshape(n, window)
+    y = span[1:].reshape(n, window)
+    return x, y
 
 
 def _check_expected(request: RegisterDatasetRequest, record: DatasetRecord, where: str) -> None:
@@ -476,6 +554,8 @@ def load_dataset(key: str, ref: ManifestDatasetRef, base_dir: Path | str = ".") 
         label_key=ref.label_key or "y",
         expected_hash=ref.hash,
         expected_cardinality=ref.cardinality,
+        rows=ref.rows,
+        window=ref.window,
     )
     return _read(request, Path(base_dir))
 

@@ -37,6 +37,7 @@ from umlos.numerics.policy import (
 )
 
 __all__ = [
+    "RNG_STATE_TAG",
     "PhiloxStream",
     "blocks",
     "philox4x32_10",
