@@ -27,31 +27,38 @@ issue's target is ≤ 1.10). Results go into ADR 0012.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import math
 import os
-import platform
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F  # noqa: N812
-from torch import nn
+# One BLAS/OpenMP thread for numpy (the reference backend's golden setting), fixed before numpy
+# loads: idle BLAS threads spinning on the second core would otherwise slow the contender that
+# runs next. torch's thread count is set separately (--threads).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from umlos._generated.records import (
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402, N812
+from torch import nn  # noqa: E402
+
+from umlos._generated.records import (  # noqa: E402
     BasicCnnPresetParams,
     MlpPresetParams,
     ModelPresetBasicCnn,
     ModelPresetMlp,
 )
-from umlos.model import expand_preset, init_parameters, validate_ir
-from umlos.model.backends import OptimizerStep, get_backend, zero_slots
-from umlos.numerics import fixed_sum
+from umlos.model import expand_preset, init_parameters, validate_ir  # noqa: E402
+from umlos.model.backends import OptimizerStep, get_backend, zero_slots  # noqa: E402
+from umlos.numerics import fixed_sum  # noqa: E402
 
 BATCH = 64
 N_BATCHES = 16  # distinct batches cycled through (the data's content does not affect timing)

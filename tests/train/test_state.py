@@ -107,3 +107,30 @@ def test_grad_clipping_limits_the_update_norm() -> None:
     _, metrics = step(init(run), next_batch(init(run)))
     assert metrics.clipped and metrics.grad_norm > 0.001
     assert dataclasses.is_dataclass(metrics)
+
+
+def test_invalid_objective_becomes_a_valid_failure_record() -> None:
+    from umlos._generated.records import ErrorRecord
+    from umlos.codec import decode, encode
+    from umlos.errors import error_record
+
+    run = prepare(manifest("mlp", optimizer="{type: sgd, lr: 1.0e+30}", dtype="float32"))
+    state = init(run)
+    with pytest.raises(InvalidObjectiveError) as info:
+        for _ in range(20):
+            state = _steps(state, 1)
+    record = error_record(info.value, t=state.t + 1, replay_token=run.replay_token)
+    assert record.numeric_code == 1204 and record.severity == "FATAL"
+    assert record.failure_operator == "UML_OS.Objective.TotalLoss_v1"
+    assert ErrorRecord.from_obj(decode(encode(record.to_obj()))) == record
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_functional_fingerprint_is_stable_and_tracks_the_model(backend: str) -> None:
+    from umlos.train import functional_fingerprint
+
+    run = prepare(manifest("mlp", backend=backend))
+    s0 = init(run)
+    fp0 = functional_fingerprint(s0)
+    assert fp0 == functional_fingerprint(restore(run, serialize(s0)))
+    assert functional_fingerprint(_steps(s0, 1)) != fp0

@@ -38,7 +38,7 @@ from umlos.model.backends.base import zero_slots
 from umlos.numerics import PhiloxStream, fixed_sum
 from umlos.numerics.philox import RNG_STATE_TAG
 from umlos.train import _tensorio
-from umlos.train.fingerprint import ZERO_FP, state_fp
+from umlos.train.fingerprint import ZERO_FP, functional_fp, state_fp
 from umlos.train.run import Batch, Run
 
 STATE_VERSION: Final = 1
@@ -126,6 +126,24 @@ def fingerprint(state: State) -> bytes:
         streams=_rng_states(state),
         loss_total=state.loss_total,
     )
+
+
+def functional_fingerprint(state: State) -> bytes:
+    """``functional_fp`` (D8): the model's outputs and loss on the fixed probe set.
+
+    The probe is samples ``0 .. probe_size - 1`` (mod N) of ``evaluation.probe_dataset_key``,
+    run in eval mode; outputs are hashed as little-endian binary64.
+    """
+    run = state.run
+    evaluation = run.manifest.evaluation
+    assert evaluation is not None and evaluation.probe_dataset_key is not None  # normalized
+    key = evaluation.probe_dataset_key
+    n = run.dataset(key).cardinality
+    indices = (np.arange(evaluation.probe_size or 1024, dtype=np.uint64) % np.uint64(n)).astype(
+        np.uint64
+    )
+    result = run.program.forward(state.params, run.arrays(key, indices), mode="eval")
+    return functional_fp(result.loss or 0.0, result.outputs)
 
 
 def next_batch(state: State) -> Batch:
