@@ -20,7 +20,7 @@ Contenders, all fed the same batches from the same initial weights:
 * ``numpy_backend`` — the reference backend's step, same as ``torch_backend``.
 
 Each contender runs ``warmup`` steps, then ``rounds × steps`` timed steps, interleaved step by
-step (the contender that goes first rotates) so that machine noise hits them alike. Reported: the median
+step in a random order (seeded) so that machine noise and cache warmth hit them alike. Reported: the median
 per-step time over all timed steps, and ratios of medians (``torch_backend / plain_torch``; the
 issue's target is ≤ 1.10). Results go into ADR 0012.
 """
@@ -40,6 +40,7 @@ import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
+import random  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -156,6 +157,73 @@ def backend_stepper(
     return step
 
 
+def train_stepper(
+    model_name: str, kind: str, threads: int, backend_name: str = "torch"
+) -> Callable[[tuple[np.ndarray, np.ndarray]], float]:
+    """The real thing: ``umlos.train.step`` on a run prepared from a manifest (same model and
+    optimizer; the batches are the benchmark's, handed over as ``Batch`` values)."""
+    from umlos._generated.records import DataCursor, RegisterDatasetRequest
+    from umlos.data import register_dataset
+    from umlos.manifest import loads_manifest
+    from umlos.train import Batch, init, prepare
+    from umlos.train import step as train_step
+
+    rec = register_dataset(
+        RegisterDatasetRequest(
+            dataset_key="train",
+            id="digits",
+            version="v1",
+            format="builtin",
+            builtin="digits",
+            feature_key="x",
+            label_key="y",
+        )
+    )
+    model = (
+        "{preset: mlp, preset_params: {in_features: 64, hidden_sizes: [128], out_features: 10}}"
+        if model_name == "mlp"
+        else "{preset: basic_cnn, preset_params: {in_channels: 1, height: 8, width: 8, "
+        "out_features: 10}}"
+    )
+    optimizer = (
+        "{type: sgd, lr: 0.01, momentum: 0.9}"
+        if kind == "sgd"
+        else "{type: adamw, lr: 0.001, weight_decay: 0.01}"
+    )
+    run = prepare(
+        loads_manifest(
+            f"""
+spec_version: UML_OS.Config.Manifest_v1
+tenant_id: bench
+seed: 1
+global_batch_size: {BATCH}
+task_type: multiclass
+datasets:
+  train: {{id: digits, version: v1, format: builtin, builtin: digits,
+           hash: '{rec.content_hash.hex()}', cardinality: {rec.cardinality}}}
+pipeline_stages:
+  - {{step_id: fit, type: train, dataset_key: train, limits: {{max_steps: 1000000}}}}
+model: {model}
+optimizer: {optimizer}
+backend: {{name: {backend_name}, dtype: float32, num_threads: {threads}}}
+"""
+        )
+    )
+    holder = [init(run)]
+    batches: dict[int, Batch] = {}
+    cursor = DataCursor(epoch=0, global_position=0)
+
+    def step(batch: tuple[np.ndarray, np.ndarray]) -> float:
+        key = id(batch)
+        if key not in batches:
+            arrays = {run.ir.features: batch[0], run.ir.labels or "y": batch[1]}
+            batches[key] = Batch("train", np.arange(BATCH, dtype=np.uint64), arrays, cursor, cursor)
+        holder[0], metrics = train_step(holder[0], batches[key])
+        return metrics.loss
+
+    return step
+
+
 def plain_stepper(
     model_name: str, host: dict[str, np.ndarray], kind: str, deterministic: bool
 ) -> Callable[[tuple[np.ndarray, np.ndarray]], float]:
@@ -202,6 +270,7 @@ def run_case(
     host = init_parameters(ir, SEED)
     data = make_data(shape)
     steppers = {
+        "umlos_train_step": train_stepper(model_name, kind, threads),
         "torch_backend": backend_stepper("torch", ir, host, kind, threads),
         "torch_backend_only": backend_stepper(
             "torch", ir, host, kind, threads, host_numerics=False
@@ -216,12 +285,15 @@ def run_case(
         for i in range(warmup):
             loss = fn(data[i % N_BATCHES])
             first_loss.setdefault(name, loss)
-    # Interleaved step by step (rotating who goes first), so load spikes hit every contender.
+    # Interleaved step by step in a fresh (seeded) random order each time, so load spikes hit
+    # every contender alike and none always runs after the same neighbour (whose code and data
+    # it would find warm or cold in the caches).
     names = list(steppers)
+    order = random.Random(0)
     for i in range(steps * rounds):
         batch = data[(warmup + i) % N_BATCHES]
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
+        order.shuffle(names)
+        for name in names:
             start = time.perf_counter()
             steppers[name](batch)
             times[name].append(time.perf_counter() - start)
@@ -231,6 +303,7 @@ def run_case(
         "optimizer": kind,
         "median_step_s": medians,
         "first_loss": first_loss,
+        "ratio_umlos_train_step_over_plain": medians["umlos_train_step"] / medians["plain_torch"],
         "ratio_torch_backend_over_plain": medians["torch_backend"] / medians["plain_torch"],
         "ratio_torch_backend_over_plain_deterministic": medians["torch_backend"]
         / medians["plain_torch_deterministic"],
@@ -271,17 +344,17 @@ def main() -> None:
         print(json.dumps(results, indent=2, sort_keys=True))
         return
     print(f"machine: {results['machine']}")
-    header = f"{'model':5} {'opt':6} {'torch_be ms':>11} {'be_only ms':>10} {'plain ms':>9} "
-    header += (
-        f"{'plain_det ms':>12} {'numpy ms':>9} {'be/plain':>9} {'only/plain':>10} {'be/det':>7}"
-    )
+    header = f"{'model':5} {'opt':6} {'step ms':>8} {'torch_be ms':>11} {'be_only ms':>10} {'plain ms':>9} "
+    header += f"{'plain_det ms':>12} {'numpy ms':>9} {'step/plain':>10} {'be/plain':>9} {'only/plain':>10} {'be/det':>7}"
     print(header)
     for case in results["cases"]:
         m = case["median_step_s"]
         print(
-            f"{case['model']:5} {case['optimizer']:6} {m['torch_backend'] * 1e3:11.3f} "
+            f"{case['model']:5} {case['optimizer']:6} {m['umlos_train_step'] * 1e3:8.3f} "
+            f"{m['torch_backend'] * 1e3:11.3f} "
             f"{m['torch_backend_only'] * 1e3:10.3f} {m['plain_torch'] * 1e3:9.3f} "
             f"{m['plain_torch_deterministic'] * 1e3:12.3f} {m['numpy_backend'] * 1e3:9.3f} "
+            f"{case['ratio_umlos_train_step_over_plain']:10.3f} "
             f"{case['ratio_torch_backend_over_plain']:9.3f} "
             f"{case['ratio_torch_backend_only_over_plain']:10.3f} "
             f"{case['ratio_torch_backend_over_plain_deterministic']:7.3f}"

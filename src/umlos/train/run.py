@@ -62,6 +62,7 @@ class Run:
     dtype: ComputeDtype
     identity: RunIdentity
     environment: EnvironmentCapture
+    optimizer: OptimizerStep
     world_size: int = 1
     rank: int = 0
 
@@ -99,7 +100,19 @@ class Run:
         return init_parameters(self.ir, self.compute_seed)
 
     def optimizer_step(self, opt_step: int) -> OptimizerStep:
-        return OptimizerStep.from_config(self.manifest.optimizer, opt_step=opt_step)
+        """Hyper-parameters of update number ``opt_step`` (defaults filled once, in prepare)."""
+        b = self.optimizer
+        return OptimizerStep(
+            kind=b.kind,
+            lr=b.lr,
+            opt_step=opt_step,
+            weight_decay=b.weight_decay,
+            momentum=b.momentum,
+            nesterov=b.nesterov,
+            beta1=b.beta1,
+            beta2=b.beta2,
+            eps=b.eps,
+        )
 
     def train_dataset_keys(self) -> list[str]:
         return sorted({s.dataset_key for s in self.manifest.pipeline_stages if s.type == "train"})
@@ -204,6 +217,7 @@ def prepare(
         dtype=dtype,
         identity=run_identity(manifest, environment),
         environment=environment,
+        optimizer=OptimizerStep.from_config(manifest.optimizer, opt_step=1),
         world_size=world_size,
         rank=rank,
     )

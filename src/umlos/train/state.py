@@ -198,17 +198,20 @@ def step(state: State, batch: Batch) -> tuple[State, StepMetrics]:
     cursors = dict(state.cursors)
     cursors[stage.dataset_key] = batch.cursor_next
     epochs = state.stage_epochs + (batch.cursor_next.epoch - batch.cursor.epoch)
-    new = replace(
-        state,
+    # The constructor, not dataclasses.replace: this is the per-step hot path.
+    new = State(
+        run=run,
         params=params,
         opt_state=opt_state,
         t=t,
         opt_step=opt_step,
+        stage_index=state.stage_index,
         stage_step=state.stage_step + 1,
         stage_epochs=epochs,
         cursors=cursors,
         dropout=result.rng_next or state.dropout,
         loss_total=loss,
+        state_fp=state.state_fp,
     )
     metrics = StepMetrics(
         t=t,

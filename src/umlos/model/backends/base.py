@@ -287,7 +287,12 @@ class Program(Protocol):
         ...
 
     def sum_of_squares(self, tensors: Mapping[str, Any]) -> list[float]:
-        """Per tensor, in mapping order: ``fixed_sum_of_squares`` in binary64."""
+        """Per tensor, in mapping order: the sum of squares in binary64.
+
+        The numpy backend uses ``fixed_sum_of_squares``; the torch backend uses torch's own
+        float64 reduction order (ADR 0012), deterministic within its equivalence class. The
+        global norm combines these per-tensor values with ``fixed_sum`` on the host.
+        """
         ...
 
     def scale_(self, tensors: Mapping[str, Any], factor: float) -> dict[str, Any]:

@@ -9,10 +9,9 @@ measurements are in ADR 0012. What differs from numpy, by design:
 * Gradients come from autograd. Sums of several gradient contributions, and bias or broadcast
   reductions, are done by torch in the compute dtype (numpy: binary64, cast once), so the two
   backends agree within a tolerance (E1), not bit for bit.
-* :meth:`TorchProgram.sum_of_squares` is binary64 but in torch's reduction order, not
-  :func:`~umlos.numerics.fixed_sum_of_squares` (that would cost 256 dependent vector steps per
-  call); squares of float32 values are exact in binary64, so only the summation order differs
-  (relative differences around 1e-14).
+* :meth:`TorchProgram.sum_of_squares` is binary64 but in torch's reduction order (a binary64
+  2-norm per tensor, squared on the host), not :func:`~umlos.numerics.fixed_sum_of_squares`
+  (that would cost 256 dependent vector steps per call): relative differences around 1e-15.
 * :meth:`TorchProgram.apply_update` performs ADR 0008's operations one rounding at a time (no
   fused multiply-add, no ``alpha=``): on the CPU it is bit-identical to the numpy backend, except
   that a binary64 AdamW square root may be one ulp off (torch's vectorised ``sqrt`` is faithful,
@@ -46,6 +45,7 @@ import math
 import os
 import platform
 import re
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -460,7 +460,7 @@ class TorchProgram:
         self._dropouts = tuple(n for n in ir.nodes if n.op is Op.DROPOUT and n.attrs.p > 0.0)
         self._loss_slot = self._slot[ir.loss] if ir.loss is not None else None
         self._seeds: dict[int, Tensor] = {}
-        self._norm_cache: tuple[list[Tensor], list[int], list[float]] | None = None
+        self._norm_cache: tuple[list[weakref.ref[Tensor]], list[int], list[float]] | None = None
         self._f64_buffers: dict[tuple[tuple[tuple[int, ...], torch.device], ...], list[Tensor]] = {}
 
     @property
@@ -522,8 +522,14 @@ class TorchProgram:
         # device sync on CUDA) per step instead of two. sum_of_squares serves them from here.
         # (Gradients carry no graph, so no autograd bookkeeping happens below.)
         values = list(out.values())
-        host = _host_f64(torch.cat((per_sample.detach(), self._square_sums(values))))
-        self._norm_cache = (values, [v._version for v in values], host[bsz:].tolist())
+        host = _host_f64(torch.cat((per_sample.detach(), _norms(values))))
+        norms = host[bsz:]
+        # Weak references: the cache must not keep a step's gradients alive into the next one.
+        self._norm_cache = (
+            [weakref.ref(v) for v in values],
+            [v._version for v in values],
+            (norms * norms).tolist(),
+        )
         return StepResult(host[:bsz], out, rng_next)
 
     def per_sample_grads(
@@ -648,27 +654,27 @@ class TorchProgram:
                 torch._foreach_sub_(
                     theta, torch._foreach_mul(theta, c(hyper.lr * hyper.weight_decay))
                 )
-                num = torch._foreach_div(m, bc1)
-                torch._foreach_mul_(num, c(hyper.lr))
+                m_hat = torch._foreach_div(m, bc1)
                 den = torch._foreach_div(v, bc2)
                 self._sqrt_(den)
                 torch._foreach_add_(den, c(hyper.eps))
-                torch._foreach_div_(num, den)
-                torch._foreach_sub_(theta, num)
+                # θ + (−lr·m̂)/den: addcdiv evaluates value·t1, then /t2, then +self, each
+                # rounded (a division cannot fuse into a multiply-add), which is numpy's
+                # θ − (lr·m̂)/den bit for bit. (addcmul, by contrast, does fuse: not used.)
+                torch._foreach_addcdiv_(theta, m_hat, den, value=-c(hyper.lr))
         return new_params, state
 
     def sum_of_squares(self, tensors: Mapping[str, Any]) -> list[float]:
-        """Per tensor, in mapping order: ``Σ x²`` in binary64 on the device, one host transfer.
+        """Per tensor, in mapping order: ``Σ x²`` in binary64, with one host transfer.
 
-        The values are copied into binary64 buffers (kept per set of shapes, so a training step
-        allocates nothing), squared there (exact for float32 values), and each buffer's sum of
-        (non-negative) squares is taken as its L1 norm: three ``_foreach`` calls, whatever the
-        parameter count. The sum follows torch's reduction order (deterministic for a fixed
-        build, device and thread count), not :func:`~umlos.numerics.fixed_sum_of_squares`: it
-        agrees with the numpy backend to about ``n·2^-53`` relative for ``n`` elements (1.5e-14
-        measured on 4608). For the gradients that
+        One ``_foreach_norm`` call computes every tensor's 2-norm in binary64 on the device
+        (elements widened first, so float32 squares are exact); the norms cross to the host
+        together and are squared there. The result follows torch's reduction order
+        (deterministic for a fixed build, device and thread count), not
+        :func:`~umlos.numerics.fixed_sum_of_squares`: it agrees with the numpy backend to about
+        1e-15 relative (sqrt then square adds at most 2 ulp). For the gradients that
         :meth:`loss_and_grads` just returned, untouched since (same tensors, same version
-        counters), the sums it computed alongside the losses are returned.
+        counters), the values it computed alongside the losses are returned.
         """
         values = list(tensors.values())
         if not values:
@@ -677,23 +683,14 @@ class TorchProgram:
         if (
             cached is not None
             and len(cached[0]) == len(values)
-            and all(a is b for a, b in zip(cached[0], values, strict=True))
+            and all(ref() is v for ref, v in zip(cached[0], values, strict=True))
             and [v._version for v in values] == cached[1]
         ):
             return list(cached[2])
         with torch.no_grad():
-            out: list[float] = self._square_sums([v.detach() for v in values]).tolist()
+            norms = _host_f64(_norms([v.detach() for v in values]))
+        out: list[float] = (norms * norms).tolist()
         return out
-
-    def _square_sums(self, values: list[Tensor]) -> Tensor:
-        """``[Σ x²]`` per tensor as one binary64 device vector (see :meth:`sum_of_squares`)."""
-        if all(v.dtype == torch.float64 for v in values):
-            squares = list(torch._foreach_mul(values, values))
-        else:
-            squares = self._f64_like(values)
-            torch._foreach_copy_(squares, values)
-            torch._foreach_mul_(squares, squares)
-        return torch.stack(torch._foreach_norm(squares, 1))
 
     def _sqrt_(self, values: _Tensors) -> None:
         """Square roots in place, correctly rounded for float32.
@@ -885,6 +882,11 @@ def _grad(output: Tensor, seed: Tensor, inputs: list[Tensor]) -> tuple[Tensor | 
         # (outputs, grad_outputs, keep_graph, create_graph, inputs, allow_unused, accumulate)
         return _ENGINE_RUN_BACKWARD((output,), (seed,), False, False, tuple(inputs), True, False)
     return torch.autograd.grad(output, inputs, grad_outputs=seed, allow_unused=True)
+
+
+def _norms(values: list[Tensor]) -> Tensor:
+    """Every tensor's 2-norm, computed in binary64, as one device vector."""
+    return torch.stack(torch._foreach_norm(values, 2, dtype=torch.float64))
 
 
 def _host_f64(t: Tensor) -> NDArray[np.float64]:
