@@ -359,8 +359,15 @@ def env_manifest_hash(env: EnvironmentManifest) -> bytes:
     return digest(env.to_obj())
 
 
-def capture_run_environment(backend: ManifestBackend | None = None) -> EnvironmentCapture:
+def capture_run_environment(
+    backend: ManifestBackend | None = None,
+    *,
+    fingerprint: DriverRuntimeFingerprint | None = None,
+) -> EnvironmentCapture:
     """Fingerprint, BITWISE profile and environment manifest for a manifest's backend block.
+
+    ``fingerprint`` is the live backend's own report (``Backend.fingerprint()``, ADR 0008);
+    without one, this layer builds it from the backend block alone.
 
     >>> from umlos.manifest import capture_run_environment
     >>> cap = capture_run_environment()
@@ -371,7 +378,7 @@ def capture_run_environment(backend: ManifestBackend | None = None) -> Environme
     name, device = b.name or "numpy", b.device or "cpu"
     if (b.determinism_profile_id or "BITWISE") != "BITWISE":
         raise _fail(f"determinism profile {b.determinism_profile_id} is not supported yet")
-    fp = driver_fingerprint(
+    fp = fingerprint or driver_fingerprint(
         name, device, b.dtype or "float32", b.num_threads or 1, deterministic=True
     )
     profile = determinism_profile(fp, backend_binary_hash(name))

@@ -207,7 +207,8 @@ def prepare(
         options = {"device": cfg.device or "cpu", "num_threads": cfg.num_threads or 1}
     engine = get_backend(name, **options)
     ir = validate_ir(model_ir(manifest, dtype))
-    environment = capture_run_environment(cfg)
+    # The live backend reports the runtime it actually loaded (BLAS build, torch/CUDA versions).
+    environment = capture_run_environment(cfg, fingerprint=engine.fingerprint())
     return Run(
         loaded=loaded,
         datasets=load_datasets(loaded),
