@@ -1,0 +1,1 @@
+"""The evidence chain: trace sidecar, step journal, run-commit WAL, checkpoints, certificates."""
