@@ -130,14 +130,9 @@ class Run:
         data = self.dataset(key)
         idx = indices.astype(np.intp)
         features = data.features[idx]
-        shape = tuple(int(d) for d in self.ir.shape(self.ir.features))
-        if features.shape[1:] != shape and features[0].size == int(np.prod(shape)):
-            # Flat samples (digits' 64 pixels) feed an image input [1, 8, 8]: same elements,
-            # C order; a real shape mismatch is left for the backend to report.
-            features = features.reshape((len(idx), *shape))
-        out = {self.ir.features: features}
+        out = {self.ir.features: _fit(features, self.ir.shape(self.ir.features))}
         if self.ir.labels is not None:
-            out[self.ir.labels] = data.labels[idx]
+            out[self.ir.labels] = _fit(data.labels[idx], self.ir.shape(self.ir.labels))
         return out
 
     def train_batch(self, key: str, cursor: DataCursor) -> Batch:
@@ -173,6 +168,16 @@ class Run:
             )
             yield Batch(key, indices, self.arrays(key, indices), cursor, cursor_next)
             cursor = cursor_next
+
+
+def _fit(array: NDArray[Any], shape: Any) -> NDArray[Any]:
+    """Samples with the input's element count but another shape are reshaped in C order: flat
+    digits (64) feed an image input [1, 8, 8], scalar regression targets feed [1]. A real
+    mismatch is left for the backend to report."""
+    target = tuple(int(d) for d in shape)
+    if array.shape[1:] != target and array.size == len(array) * int(np.prod(target)):
+        return array.reshape((len(array), *target))
+    return array
 
 
 def model_ir(manifest: Manifest, dtype: ComputeDtype) -> ModelIR:
