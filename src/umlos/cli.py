@@ -164,5 +164,23 @@ def generate(check_only: bool, root: Path | None) -> None:
     click.echo(f"{len(files)} files generated, {len(changed)} changed")
 
 
+@main.command()
+@click.argument("template", type=click.Choice(["classification", "regression", "cnn", "lm"]))
+@click.argument(
+    "directory", type=click.Path(path_type=Path, file_okay=False), default=None, required=False
+)
+def quickstart(template: str, directory: Path | None) -> None:
+    """Write a ready-to-run manifest (and its data) for TEMPLATE into DIRECTORY."""
+    from umlos.quickstart import write_quickstart
+
+    target = directory or Path(f"quickstart-{template}")
+    try:
+        manifest = write_quickstart(template, target)
+    except Error as exc:
+        _fail_runtime(exc, False)
+    click.echo(f"wrote {manifest}")
+    click.echo(f"train it with: umlos run {manifest}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
