@@ -116,54 +116,77 @@ pipeline_stages:
 """
 
 
-def _classification(base: Path) -> str:
+def _builtin(
+    base: Path,
+    *,
+    title: str,
+    builtin: str,
+    seed: int,
+    batch: int,
+    task: str,
+    epochs: int,
+    model: str,
+    optimizer: str,
+    metrics: str,
+) -> str:
+    """A template on a scikit-learn builtin with an interleaved 80/20 train/test split."""
     return (
-        "# Quickstart: a small MLP classifies scikit-learn's iris dataset (4 features, 3 classes).\n"
+        f"# Quickstart: {title}.\n"
         + _HEAD.format(
-            seed=1,
-            batch=16,
-            task="multiclass",
-            datasets=_split("iris", base),
-            epochs=60,
+            seed=seed,
+            batch=batch,
+            task=task,
+            datasets=_split(builtin, base),
+            epochs=epochs,
             eval_key="test",
         )
-        + "model:\n  preset: mlp\n  preset_params: {in_features: 4, hidden_sizes: [32], out_features: 3}\n"
-        + "optimizer: {type: adamw, lr: 0.01}\nbackend: {name: numpy, dtype: float32}\n"
-        + "evaluation: {metrics: [loss, accuracy]}\n"
+        + f"model:\n{model}\noptimizer: {optimizer}\nbackend: {{name: numpy, dtype: float32}}\n"
+        + f"evaluation: {{metrics: [{metrics}]}}\n"
+    )
+
+
+def _classification(base: Path) -> str:
+    return _builtin(
+        base,
+        title="a small MLP classifies scikit-learn's iris dataset (4 features, 3 classes)",
+        builtin="iris",
+        seed=1,
+        batch=16,
+        task="multiclass",
+        epochs=60,
+        model="  preset: mlp\n  preset_params: {in_features: 4, hidden_sizes: [32], out_features: 3}",
+        optimizer="{type: adamw, lr: 0.01}",
+        metrics="loss, accuracy",
     )
 
 
 def _regression(base: Path) -> str:
-    return (
-        "# Quickstart: linear regression on scikit-learn's diabetes dataset (10 features).\n"
-        + _HEAD.format(
-            seed=2,
-            batch=32,
-            task="regression",
-            datasets=_split("diabetes", base),
-            epochs=40,
-            eval_key="test",
-        )
-        + "model:\n  preset: mlp\n  preset_params: {in_features: 10, hidden_sizes: [16], out_features: 1}\n"
-        + "optimizer: {type: adamw, lr: 0.05}\nbackend: {name: numpy, dtype: float32}\n"
-        + "evaluation: {metrics: [loss, mse, mae]}\n"
+    return _builtin(
+        base,
+        title="an MLP regressor on scikit-learn's diabetes dataset (10 features)",
+        builtin="diabetes",
+        seed=2,
+        batch=32,
+        task="regression",
+        epochs=40,
+        model="  preset: mlp\n  preset_params: {in_features: 10, hidden_sizes: [16], out_features: 1}",
+        optimizer="{type: adamw, lr: 0.05}",
+        metrics="loss, mse, mae",
     )
 
 
 def _cnn(base: Path) -> str:
-    return (
-        "# Quickstart: a small convolutional network on scikit-learn's 8x8 digits.\n"
-        + _HEAD.format(
-            seed=3,
-            batch=64,
-            task="multiclass",
-            datasets=_split("digits", base),
-            epochs=8,
-            eval_key="test",
-        )
-        + "model:\n  preset: basic_cnn\n  preset_params: {in_channels: 1, height: 8, width: 8, out_features: 10}\n"
-        + "optimizer: {type: adamw, lr: 0.002}\nbackend: {name: numpy, dtype: float32}\n"
-        + "evaluation: {metrics: [loss, accuracy]}\n"
+    return _builtin(
+        base,
+        title="a small convolutional network on scikit-learn's 8x8 digits",
+        builtin="digits",
+        seed=3,
+        batch=64,
+        task="multiclass",
+        epochs=8,
+        model="  preset: basic_cnn\n  preset_params: {in_channels: 1, height: 8, width: 8, out_features: 10}",
+        optimizer="{type: adamw, lr: 0.002}",
+        metrics="loss, accuracy",
     )
 
 
