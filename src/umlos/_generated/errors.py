@@ -666,7 +666,14 @@ class ReplayDivergenceError(ReplayError):
 
 
 class TraceSchemaInvalidError(EvidenceError):
-    """A trace record or frame breaks the trace schema, ordering, sampling or hash-chain rules."""
+    """A trace record or frame breaks the trace schema, ordering, sampling or hash-chain rules.
+
+    Reasons: TRUNCATED_FRAME, CRC_MISMATCH, OVERSIZED_FRAME, NOT_CANONICAL, SCHEMA,
+    OUT_OF_ORDER, MISSING_RUN_HEADER, MISSING_RUN_END, RECORD_AFTER_END, CHAIN_BREAK, SIZE_CAP,
+    SAMPLING, POLICY_MISMATCH, JOURNAL_TRUNCATED_FRAME, JOURNAL_CRC_MISMATCH,
+    JOURNAL_OVERSIZED_FRAME, JOURNAL_NOT_CANONICAL, JOURNAL_SCHEMA, JOURNAL_SEQ_GAP,
+    JOURNAL_OUT_OF_ORDER, JOURNAL_LINK_BREAK, JOURNAL_SIZE_CAP.
+    """
 
     code_id: ClassVar[str] = "TRACE_SCHEMA_INVALID"
     numeric_code: ClassVar[int] = 1504
@@ -675,7 +682,30 @@ class TraceSchemaInvalidError(EvidenceError):
     privacy_class: ClassVar[str] = "INTERNAL"
     required_fields: ClassVar[tuple[str, ...]] = ("t", "run_id", "record_index")
     message_template: ClassVar[str] = "trace of run {run_id} is invalid at record {record_index}"
-    reasons: ClassVar[tuple[str, ...]] = ()
+    reasons: ClassVar[tuple[str, ...]] = (
+        "TRUNCATED_FRAME",
+        "CRC_MISMATCH",
+        "OVERSIZED_FRAME",
+        "NOT_CANONICAL",
+        "SCHEMA",
+        "OUT_OF_ORDER",
+        "MISSING_RUN_HEADER",
+        "MISSING_RUN_END",
+        "RECORD_AFTER_END",
+        "CHAIN_BREAK",
+        "SIZE_CAP",
+        "SAMPLING",
+        "POLICY_MISMATCH",
+        "JOURNAL_TRUNCATED_FRAME",
+        "JOURNAL_CRC_MISMATCH",
+        "JOURNAL_OVERSIZED_FRAME",
+        "JOURNAL_NOT_CANONICAL",
+        "JOURNAL_SCHEMA",
+        "JOURNAL_SEQ_GAP",
+        "JOURNAL_OUT_OF_ORDER",
+        "JOURNAL_LINK_BREAK",
+        "JOURNAL_SIZE_CAP",
+    )
 
 
 class CheckpointInvalidError(EvidenceError):

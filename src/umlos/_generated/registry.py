@@ -15,7 +15,7 @@ OPERATOR_REGISTRY_ROOT_HASH: Final = bytes.fromhex(
 )
 """``Commit("operator_registry_v1", [1, operator_records])``; bound into replay tokens."""
 CONTRACT_SET_HASH: Final = bytes.fromhex(
-    "156455af623b0cac210fe02a0c01c4bc0fda02fc58b4776b97e457e0630c2280"
+    "390f48608cf5e5321dad50d2e76b90936174f348779e0967999bbf45fd6f24e8"
 )
 """Commitment to every compiled contract artifact."""
 
