@@ -470,7 +470,13 @@ class TraceCapExceededMandatoryError(EvidenceError):
 
 
 class WalCorruptionError(EvidenceError):
-    """The WAL hash chain, framing or checksum is broken."""
+    """The WAL hash chain, framing or checksum is broken.
+
+    Reasons: FRAME_TRUNCATED, FRAME_CRC_MISMATCH, FRAME_OVERSIZED, LOG_OVERSIZED, CBOR_INVALID,
+    SCHEMA_INVALID, IDENTITY_MISMATCH, SEQ_GAP, RECORD_HASH_MISMATCH, CHAIN_MISMATCH,
+    RECORD_ORDER, DUPLICATE_TERMINAL, RECORD_AFTER_TERMINAL, POINTER_WITHOUT_FINALIZE,
+    POINTER_MISMATCH, ARTIFACT_MISMATCH.
+    """
 
     code_id: ClassVar[str] = "WAL_CORRUPTION"
     numeric_code: ClassVar[int] = 1502
@@ -481,7 +487,24 @@ class WalCorruptionError(EvidenceError):
     message_template: ClassVar[str] = (
         "write-ahead log of run {run_id} is corrupt at record {wal_seq}"
     )
-    reasons: ClassVar[tuple[str, ...]] = ()
+    reasons: ClassVar[tuple[str, ...]] = (
+        "FRAME_TRUNCATED",
+        "FRAME_CRC_MISMATCH",
+        "FRAME_OVERSIZED",
+        "LOG_OVERSIZED",
+        "CBOR_INVALID",
+        "SCHEMA_INVALID",
+        "IDENTITY_MISMATCH",
+        "SEQ_GAP",
+        "RECORD_HASH_MISMATCH",
+        "CHAIN_MISMATCH",
+        "RECORD_ORDER",
+        "DUPLICATE_TERMINAL",
+        "RECORD_AFTER_TERMINAL",
+        "POINTER_WITHOUT_FINALIZE",
+        "POINTER_MISMATCH",
+        "ARTIFACT_MISMATCH",
+    )
 
 
 class BaselineMissingError(EvidenceError):
@@ -561,8 +584,8 @@ class ContractViolationError(KernelError):
     CBOR_FORBIDDEN_TAG, CBOR_FORBIDDEN_SIMPLE, CBOR_NON_CANONICAL_NAN, CBOR_NONFINITE_FLOAT,
     CBOR_UNSUPPORTED_TYPE, CBOR_INT_OUT_OF_RANGE, CBOR_INVALID_KEY, CBOR_INVALID_ITEM,
     CONTRACT_INVALID, COMMIT_SHAPE, DATA_SOURCE_MISSING, DATA_MALFORMED, ID_OUT_OF_RANGE,
-    LABEL_OUT_OF_RANGE, NUMERIC_BAD_DTYPE, NUMERIC_BAD_SHAPE, NUMERIC_OUT_OF_RANGE,
-    NUMERIC_EMPTY, RNG_BAD_SEED, RNG_BAD_STATE.
+    LABEL_OUT_OF_RANGE, WAL_RECORD_ORDER, WAL_WRITER_STALE, NUMERIC_BAD_DTYPE,
+    NUMERIC_BAD_SHAPE, NUMERIC_OUT_OF_RANGE, NUMERIC_EMPTY, RNG_BAD_SEED, RNG_BAD_STATE.
     """
 
     code_id: ClassVar[str] = "CONTRACT_VIOLATION"
@@ -595,6 +618,8 @@ class ContractViolationError(KernelError):
         "DATA_MALFORMED",
         "ID_OUT_OF_RANGE",
         "LABEL_OUT_OF_RANGE",
+        "WAL_RECORD_ORDER",
+        "WAL_WRITER_STALE",
         "NUMERIC_BAD_DTYPE",
         "NUMERIC_BAD_SHAPE",
         "NUMERIC_OUT_OF_RANGE",

@@ -15,7 +15,7 @@ OPERATOR_REGISTRY_ROOT_HASH: Final = bytes.fromhex(
 )
 """``Commit("operator_registry_v1", [1, operator_records])``; bound into replay tokens."""
 CONTRACT_SET_HASH: Final = bytes.fromhex(
-    "390f48608cf5e5321dad50d2e76b90936174f348779e0967999bbf45fd6f24e8"
+    "09db65d206589f9b617ec695bab52f61295c51066add591ec4e5a54f794b9d4a"
 )
 """Commitment to every compiled contract artifact."""
 
