@@ -564,7 +564,10 @@ class PrimitiveUnsupportedError(BackendError):
 
 
 class AttestationFailureError(SecurityError):
-    """A TEE quote or attestation check failed."""
+    """A TEE quote or attestation check failed.
+
+    Reasons: ATTESTATION_MISSING, ATTESTATION_MISMATCH.
+    """
 
     code_id: ClassVar[str] = "ATTESTATION_FAILURE"
     numeric_code: ClassVar[int] = 1701
@@ -573,19 +576,20 @@ class AttestationFailureError(SecurityError):
     privacy_class: ClassVar[str] = "CONFIDENTIAL"
     required_fields: ClassVar[tuple[str, ...]] = ("t", "quote_hash", "policy_bundle_hash")
     message_template: ClassVar[str] = "attestation failed"
-    reasons: ClassVar[tuple[str, ...]] = ()
+    reasons: ClassVar[tuple[str, ...]] = ("ATTESTATION_MISSING", "ATTESTATION_MISMATCH")
 
 
 class ContractViolationError(KernelError):
     """A generic contract violation; the reason sub-code says which rule broke.
 
-    Reasons: CBOR_TRUNCATED, CBOR_TRAILING_BYTES, CBOR_NON_CANONICAL, CBOR_INDEFINITE_LENGTH,
-    CBOR_INVALID_UTF8, CBOR_DUPLICATE_KEY, CBOR_DEPTH_EXCEEDED, CBOR_LENGTH_EXCEEDED,
-    CBOR_FORBIDDEN_TAG, CBOR_FORBIDDEN_SIMPLE, CBOR_NON_CANONICAL_NAN, CBOR_NONFINITE_FLOAT,
-    CBOR_UNSUPPORTED_TYPE, CBOR_INT_OUT_OF_RANGE, CBOR_INVALID_KEY, CBOR_INVALID_ITEM,
-    CONTRACT_INVALID, COMMIT_SHAPE, DATA_SOURCE_MISSING, DATA_MALFORMED, ID_OUT_OF_RANGE,
-    LABEL_OUT_OF_RANGE, WAL_RECORD_ORDER, WAL_WRITER_STALE, NUMERIC_BAD_DTYPE,
-    NUMERIC_BAD_SHAPE, NUMERIC_OUT_OF_RANGE, NUMERIC_EMPTY, RNG_BAD_SEED, RNG_BAD_STATE.
+    Reasons: KEY_MISSING, KEY_PERMISSIONS, KEY_MALFORMED, CBOR_TRUNCATED, CBOR_TRAILING_BYTES,
+    CBOR_NON_CANONICAL, CBOR_INDEFINITE_LENGTH, CBOR_INVALID_UTF8, CBOR_DUPLICATE_KEY,
+    CBOR_DEPTH_EXCEEDED, CBOR_LENGTH_EXCEEDED, CBOR_FORBIDDEN_TAG, CBOR_FORBIDDEN_SIMPLE,
+    CBOR_NON_CANONICAL_NAN, CBOR_NONFINITE_FLOAT, CBOR_UNSUPPORTED_TYPE, CBOR_INT_OUT_OF_RANGE,
+    CBOR_INVALID_KEY, CBOR_INVALID_ITEM, CONTRACT_INVALID, COMMIT_SHAPE, DATA_SOURCE_MISSING,
+    DATA_MALFORMED, ID_OUT_OF_RANGE, LABEL_OUT_OF_RANGE, WAL_RECORD_ORDER, WAL_WRITER_STALE,
+    NUMERIC_BAD_DTYPE, NUMERIC_BAD_SHAPE, NUMERIC_OUT_OF_RANGE, NUMERIC_EMPTY, RNG_BAD_SEED,
+    RNG_BAD_STATE.
     """
 
     code_id: ClassVar[str] = "CONTRACT_VIOLATION"
@@ -596,6 +600,9 @@ class ContractViolationError(KernelError):
     required_fields: ClassVar[tuple[str, ...]] = ("t", "failure_operator", "replay_token")
     message_template: ClassVar[str] = "contract violation in {failure_operator}"
     reasons: ClassVar[tuple[str, ...]] = (
+        "KEY_MISSING",
+        "KEY_PERMISSIONS",
+        "KEY_MALFORMED",
         "CBOR_TRUNCATED",
         "CBOR_TRAILING_BYTES",
         "CBOR_NON_CANONICAL",
@@ -738,7 +745,9 @@ class CheckpointInvalidError(EvidenceError):
     restoring runtime.
 
     Reasons: STATE_MAGIC, STATE_TRUNCATED, STATE_HEADER, STATE_MISMATCH, TENSOR_DTYPE,
-    TENSOR_LAYOUT, TENSOR_TRUNCATED, TENSOR_HASH.
+    TENSOR_LAYOUT, TENSOR_TRUNCATED, TENSOR_HASH, FILE_MISSING, FILE_UNLISTED, FILE_SIZE,
+    FILE_HASH, RECORD_INVALID, LAYOUT, MERKLE_ROOT, SHARD_ROOT, MANIFEST_HASH, HEADER_HASH,
+    CHECKPOINT_HASH, HEADER_BINDING, POINTER, CHECKPOINT_CONFLICT.
     """
 
     code_id: ClassVar[str] = "CHECKPOINT_INVALID"
@@ -757,11 +766,29 @@ class CheckpointInvalidError(EvidenceError):
         "TENSOR_LAYOUT",
         "TENSOR_TRUNCATED",
         "TENSOR_HASH",
+        "FILE_MISSING",
+        "FILE_UNLISTED",
+        "FILE_SIZE",
+        "FILE_HASH",
+        "RECORD_INVALID",
+        "LAYOUT",
+        "MERKLE_ROOT",
+        "SHARD_ROOT",
+        "MANIFEST_HASH",
+        "HEADER_HASH",
+        "CHECKPOINT_HASH",
+        "HEADER_BINDING",
+        "POINTER",
+        "CHECKPOINT_CONFLICT",
     )
 
 
 class SignatureMismatchError(SecurityError):
-    """An execution certificate's Ed25519 signature does not verify over its signed payload."""
+    """An execution certificate's Ed25519 signature does not verify over its signed payload.
+
+    Reasons: CERT_MALFORMED, UNKNOWN_SIGNER, BAD_SIGNATURE, CERT_FIELDS, EVIDENCE_MISMATCH,
+    EXPIRED, REVOCATION_BUNDLE_MISMATCH, SIGNER_REVOKED, POLICY_DECOMPOSITION.
+    """
 
     code_id: ClassVar[str] = "SIGNATURE_MISMATCH"
     numeric_code: ClassVar[int] = 1702
@@ -772,7 +799,17 @@ class SignatureMismatchError(SecurityError):
     message_template: ClassVar[str] = (
         "signature of certificate {certificate_hash} does not verify with key {key_id}"
     )
-    reasons: ClassVar[tuple[str, ...]] = ()
+    reasons: ClassVar[tuple[str, ...]] = (
+        "CERT_MALFORMED",
+        "UNKNOWN_SIGNER",
+        "BAD_SIGNATURE",
+        "CERT_FIELDS",
+        "EVIDENCE_MISMATCH",
+        "EXPIRED",
+        "REVOCATION_BUNDLE_MISMATCH",
+        "SIGNER_REVOKED",
+        "POLICY_DECOMPOSITION",
+    )
 
 
 BY_CODE: Mapping[str, type[Error]] = {

@@ -15,7 +15,7 @@ OPERATOR_REGISTRY_ROOT_HASH: Final = bytes.fromhex(
 )
 """``Commit("operator_registry_v1", [1, operator_records])``; bound into replay tokens."""
 CONTRACT_SET_HASH: Final = bytes.fromhex(
-    "09db65d206589f9b617ec695bab52f61295c51066add591ec4e5a54f794b9d4a"
+    "0b526d3881d8200b5ddf6ce9135b5915d613fec04220e2b03507d5a0972d4692"
 )
 """Commitment to every compiled contract artifact."""
 

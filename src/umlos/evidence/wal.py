@@ -857,3 +857,35 @@ def recover(
         removed_tmp_hashes=removed,
         rollback_appended=True,
     )
+
+
+def resume(
+    run_dir: str | os.PathLike[str], *, tenant_id: str, run_id: str
+) -> tuple[WalRecord, ...]:
+    """Prepare an interrupted run's log for the run to continue (``umlos run --resume``).
+
+    Unlike :func:`recover`, a log that ends in PREPARE or CERT_SIGNED is kept: the resumed run
+    re-creates the same artifacts deterministically and goes on to FINALIZE. Only a torn last
+    append is removed. Returns the surviving records; the caller stops if the last is terminal
+    (FINALIZE: already committed; ROLLBACK: the run was abandoned and cannot be resumed).
+    Every other kind of damage raises :class:`~umlos.errors.WalCorruptionError`, as in
+    :func:`recover`.
+    """
+    run_dir = Path(run_dir)
+    log_path = wal_path(run_dir)
+    data = _read_bytes(log_path, run_id) or b""
+    log = _parse(data, path=log_path, tenant_id=tenant_id, run_id=run_id, tolerate_torn_tail=True)
+    records = log.records
+    last = records[-1] if records else None
+    if not isinstance(last, WalFinalize) and pointer_path(run_dir).exists():
+        raise _corrupt(
+            "POINTER_WITHOUT_FINALIZE",
+            f"a COMMITTED pointer exists but the log ends in {_last_type(records)}",
+            path=log_path,
+            run_id=run_id,
+            wal_seq=len(records),
+            record_hash=last.record_hash if last else GENESIS_PREV_HASH,
+        )
+    if log.torn_tail and not isinstance(last, (WalFinalize, WalRollback)):
+        _truncate(log_path, log.valid_length)
+    return tuple(records)
