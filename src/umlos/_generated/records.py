@@ -2001,10 +2001,20 @@ class CheckpointTraceLink:
     t: int
     trace_snapshot_hash: bytes
     trace_record_count: int
+    journal_entry_count: int | None = None
+    journal_link_hash: bytes | None = None
 
     defaults: ClassVar[Mapping[str, Any]] = {}
     _fields: ClassVar[frozenset[str]] = frozenset(
-        ("tenant_id", "run_id", "t", "trace_snapshot_hash", "trace_record_count")
+        (
+            "tenant_id",
+            "run_id",
+            "t",
+            "trace_snapshot_hash",
+            "trace_record_count",
+            "journal_entry_count",
+            "journal_link_hash",
+        )
     )
     _required: ClassVar[tuple[str, ...]] = (
         "tenant_id",
@@ -2033,6 +2043,18 @@ class CheckpointTraceLink:
             trace_record_count=_rt.int_(
                 m["trace_record_count"], path + ".trace_record_count", 0, 18446744073709551615
             ),
+            journal_entry_count=(
+                _rt.int_(
+                    m["journal_entry_count"], path + ".journal_entry_count", 0, 18446744073709551615
+                )
+            )
+            if "journal_entry_count" in m
+            else None,
+            journal_link_hash=(
+                _rt.bytes_(m["journal_link_hash"], path + ".journal_link_hash", j, 32, 32)
+            )
+            if "journal_link_hash" in m
+            else None,
         )
 
     def to_obj(self, *, json: bool = False) -> dict[str, Any]:
@@ -2046,6 +2068,12 @@ class CheckpointTraceLink:
             ),
             "trace_record_count": self.trace_record_count,
         }
+        if self.journal_entry_count is not None:
+            out["journal_entry_count"] = self.journal_entry_count
+        if self.journal_link_hash is not None:
+            out["journal_link_hash"] = (
+                self.journal_link_hash.hex() if json else self.journal_link_hash
+            )
         return out
 
 

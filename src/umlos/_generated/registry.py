@@ -15,7 +15,7 @@ OPERATOR_REGISTRY_ROOT_HASH: Final = bytes.fromhex(
 )
 """``Commit("operator_registry_v1", [1, operator_records])``; bound into replay tokens."""
 CONTRACT_SET_HASH: Final = bytes.fromhex(
-    "0b526d3881d8200b5ddf6ce9135b5915d613fec04220e2b03507d5a0972d4692"
+    "f30e3af027527797248a2d47f802d98d398da4c56aa4d3654be2d954593f03f4"
 )
 """Commitment to every compiled contract artifact."""
 
@@ -96,7 +96,7 @@ SCHEMA_DIGESTS: Final[Mapping[str, bytes]] = {
         "d14004367c47b9695609c6500a70f8ca5bce5019aba1a4e844c5acd41147de78"
     ),
     "CheckpointTraceLink": bytes.fromhex(
-        "8c08519cb9440be31a99e6e916429f16df548b1ad4ed2d43356683641cfd2b74"
+        "693c8577633320a07612529a843e39b0cb37278d316b85b477fabd3342aecd7e"
     ),
     "CheckpointVerifyRequest": bytes.fromhex(
         "60b9302573b130150dc71a079e79de8173b27974d73c670f35b62aaf8a0e3e5a"

@@ -1,0 +1,19 @@
+"""Runs: execute a manifest with full evidence, resume it after a crash, verify and replay it."""
+
+from umlos.runner.execute import (
+    DEFAULT_AS_OF,
+    DEFAULT_VALID_UNTIL,
+    Progress,
+    RunExistsError,
+    RunSummary,
+    execute,
+)
+
+__all__ = [
+    "DEFAULT_AS_OF",
+    "DEFAULT_VALID_UNTIL",
+    "Progress",
+    "RunExistsError",
+    "RunSummary",
+    "execute",
+]
