@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 import umlos
 from umlos._generated import tags
 from umlos._generated.records import (
@@ -109,6 +111,7 @@ class RunSummary:
     metrics: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
     resumed_from_t: int | None = None
+    source_dir: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +125,7 @@ class RunSummary:
             "metrics": self.metrics,
             "steps": self.steps,
             "resumed_from_t": self.resumed_from_t,
+            "source_dir": self.source_dir,
         }
 
 
@@ -201,6 +205,7 @@ class _Session:
         layout: RunLayout,
         *,
         key_id: str | None,
+        signing_key: Ed25519PrivateKey | None,
         as_of: str,
         valid_until: str,
         progress: Callable[[Progress], None] | None,
@@ -210,7 +215,7 @@ class _Session:
         self.as_of = as_of
         self.valid_until = valid_until
         self.progress = progress
-        self.key = _signing_key(key_id)
+        self.key = signing_key or _signing_key(key_id)
         manifest = run.manifest
         batch = manifest.global_batch_size
         self.plan = plan_memory(run.ir, schedule="train", batch_size=batch, dtype=run.dtype)
@@ -566,6 +571,7 @@ def execute(
     runs_root: Path | str = "runs",
     resume_run: bool = False,
     key_id: str | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
     as_of: str = DEFAULT_AS_OF,
     valid_until: str = DEFAULT_VALID_UNTIL,
     progress: Callable[[Progress], None] | None = None,
@@ -573,7 +579,9 @@ def execute(
     """Run ``manifest_path`` with full evidence under ``runs_root/<run_id>/``.
 
     A committed run with the same identity is not run again: its summary is returned. An
-    interrupted one needs ``resume_run=True``.
+    interrupted one needs ``resume_run=True``. The certificate is signed with ``signing_key``
+    when given (replay uses a throw-away key), else with the key store's key ``key_id`` (the
+    default key; one is created on first use).
     """
     source = Path(manifest_path)
     run = prepare(load_manifest(source))
@@ -586,7 +594,13 @@ def execute(
             artifact=str(layout.root),
         )
     session = _Session(
-        run, layout, key_id=key_id, as_of=as_of, valid_until=valid_until, progress=progress
+        run,
+        layout,
+        key_id=key_id,
+        signing_key=signing_key,
+        as_of=as_of,
+        valid_until=valid_until,
+        progress=progress,
     )
     resumed_from: int | None = None
     records = (
@@ -661,6 +675,7 @@ def execute(
     state = session.loop(state)
     summary = session.finish(state)
     summary.resumed_from_t = resumed_from
+    summary.source_dir = str(source.resolve().parent)
     atomic_write(
         layout.summary, (json.dumps(summary.as_dict(), indent=2, sort_keys=True) + "\n").encode()
     )
@@ -675,8 +690,11 @@ def summary_of(layout: RunLayout) -> RunSummary:
     fin = records[-1]
     assert isinstance(fin, WalFinalize)
     metrics: dict[str, Any] = {}
+    source_dir: str | None = None
     if layout.summary.exists():
-        metrics = dict(json.loads(layout.summary.read_text()).get("metrics", {}))
+        saved = json.loads(layout.summary.read_text())
+        metrics = dict(saved.get("metrics", {}))
+        source_dir = saved.get("source_dir")
     from umlos.evidence.checkpoint import verify_checkpoint
 
     ref = latest_checkpoint(layout.root)
@@ -691,4 +709,5 @@ def summary_of(layout: RunLayout) -> RunSummary:
         certificate_hash=fin.certificate_hash.hex(),
         metrics=metrics,
         steps=steps,
+        source_dir=source_dir,
     )
