@@ -165,6 +165,169 @@ def generate(check_only: bool, root: Path | None) -> None:
 
 
 @main.command()
+@click.argument("manifest", type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("runs"),
+    show_default=True,
+)
+@click.option(
+    "--resume", "resume_run", is_flag=True, help="Continue an interrupted run (after a crash)."
+)
+@click.option(
+    "--key", "key_id", default=None, help="Signing key id (default: the key store's default)."
+)
+@click.option("--as-of", default=None, help="Certificate verification time, YYYY-MM-DDTHH:MM:SSZ.")
+@click.option("--valid-until", default=None, help="Certificate expiry, YYYY-MM-DDTHH:MM:SSZ.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, no progress bar.")
+def run(
+    manifest: Path,
+    runs_dir: Path,
+    resume_run: bool,
+    key_id: str | None,
+    as_of: str | None,
+    valid_until: str | None,
+    as_json: bool,
+) -> None:
+    """Train MANIFEST with full evidence; MANIFEST may also be a run directory (with --resume)."""
+    from umlos.runner import DEFAULT_AS_OF, DEFAULT_VALID_UNTIL, execute
+
+    try:
+        if as_json or not sys.stderr.isatty():
+            summary = execute(
+                manifest,
+                runs_root=runs_dir,
+                resume_run=resume_run,
+                key_id=key_id,
+                as_of=as_of or DEFAULT_AS_OF,
+                valid_until=valid_until or DEFAULT_VALID_UNTIL,
+            )
+        else:
+            summary = _run_with_progress(
+                manifest,
+                runs_dir,
+                resume_run,
+                key_id,
+                as_of or DEFAULT_AS_OF,
+                valid_until or DEFAULT_VALID_UNTIL,
+            )
+    except Error as exc:
+        _fail_runtime(exc, as_json)
+    if as_json:
+        _emit_json(summary.as_dict())
+        return
+    click.echo(f"run {summary.run_id} {summary.status} ({summary.steps} steps)")
+    click.echo(f"run directory     {summary.run_dir}")
+    click.echo(f"certificate_hash  {summary.certificate_hash}")
+    for name, value in sorted(summary.metrics.items()):
+        click.echo(
+            f"  {name:<24} {value:.6g}" if isinstance(value, float) else f"  {name:<24} {value}"
+        )
+    click.echo(f"verify it with: umlos verify {summary.run_dir}")
+
+
+def _run_with_progress(
+    manifest: Path,
+    runs_dir: Path,
+    resume_run: bool,
+    key_id: str | None,
+    as_of: str,
+    valid_until: str,
+) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from umlos.runner import Progress as RunProgress
+    from umlos.runner import execute
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[rate]} samples/s"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("starting", total=None, loss="-", rate="-")
+
+        def update(event: RunProgress) -> None:
+            bar.update(
+                task,
+                description=event.stage_id,
+                completed=event.t,
+                total=max(event.total, event.t),
+                loss=f"{event.loss:.4f}" if event.loss is not None else "-",
+                rate=f"{event.samples_per_s:,.0f}",
+            )
+
+        return execute(
+            manifest,
+            runs_root=runs_dir,
+            resume_run=resume_run,
+            key_id=key_id,
+            as_of=as_of,
+            valid_until=valid_until,
+            progress=update,
+        )
+
+
+@main.group()
+def keys() -> None:
+    """Manage the local Ed25519 signing key and trust store (never inside a run directory)."""
+
+
+@keys.command("generate")
+@click.option("--json", "as_json", is_flag=True)
+def keys_generate(as_json: bool) -> None:
+    """Create a new signing key, make it the default and trust it."""
+    from umlos.evidence.keys import generate_key
+
+    try:
+        info = generate_key(make_default=True)
+    except Error as exc:
+        _fail_runtime(exc, as_json)
+    _show_key(info, as_json)
+
+
+@keys.command("show")
+@click.argument("key_id", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def keys_show(key_id: str | None, as_json: bool) -> None:
+    """Show a key's id, public key and file (the default key when KEY_ID is omitted)."""
+    from umlos.evidence.keys import show_key
+
+    try:
+        info = show_key(key_id)
+    except Error as exc:
+        _fail_runtime(exc, as_json)
+    _show_key(info, as_json)
+
+
+def _show_key(info: Any, as_json: bool) -> None:
+    data = {
+        "key_id": info.key_id,
+        "public_key": info.public_key.hex(),
+        "path": str(info.path),
+        "default": info.is_default,
+    }
+    if as_json:
+        _emit_json(data)
+    else:
+        for name, value in data.items():
+            click.echo(f"{name:<11} {value}")
+
+
+@main.command()
 @click.argument("template", type=click.Choice(["classification", "regression", "cnn", "lm"]))
 @click.argument(
     "directory", type=click.Path(path_type=Path, file_okay=False), default=None, required=False

@@ -556,9 +556,30 @@ def _signing_key(key_id: str | None) -> Any:
 
 def _write_inputs(layout: RunLayout, run: Run, source: Path) -> None:
     layout.root.mkdir(parents=True, exist_ok=True)
+    status = {
+        "status": "RUNNING",
+        "run_id": run.identity.run_id,
+        "source_manifest": str(source.resolve()),
+        "source_dir": str(source.resolve().parent),
+    }
+    atomic_write(layout.summary, (json.dumps(status, indent=2, sort_keys=True) + "\n").encode())
     atomic_write(layout.manifest_source, source.read_bytes())
     atomic_write(layout.manifest_normalized, encode(run.manifest.to_obj()))
     atomic_write(layout.environment, encode(run.environment.env_manifest.to_obj()))
+
+
+def _manifest_of_run_dir(run_dir: Path) -> Path:
+    """The manifest a run directory was started from (run.json), else its own copy."""
+    layout = RunLayout(run_dir)
+    if not layout.manifest_source.exists():
+        raise ContractViolationError(
+            f"{run_dir} is not a run directory (it has no manifest.yaml)", artifact=str(run_dir)
+        )
+    if layout.summary.exists():
+        original = Path(json.loads(layout.summary.read_text()).get("source_manifest", ""))
+        if original.is_file():
+            return original
+    return layout.manifest_source
 
 
 def run_directory(runs_root: Path, run: Run) -> RunLayout:
@@ -584,6 +605,10 @@ def execute(
     default key; one is created on first use).
     """
     source = Path(manifest_path)
+    if source.is_dir():
+        # `umlos run RUN_DIR --resume`: the manifest the run was started from, in its place.
+        runs_root = source.resolve().parent
+        source = _manifest_of_run_dir(source)
     run = prepare(load_manifest(source))
     layout = run_directory(Path(runs_root), run)
     if layout.committed.exists():
