@@ -74,6 +74,7 @@ from umlos.manifest import load_manifest
 from umlos.model.tmmu import plan_memory
 from umlos.runner import _faults
 from umlos.runner._layout import RunLayout
+from umlos.runner.pins import Pins
 from umlos.train import EvalResult, Run, State, StepMetrics, evaluate, init, prepare
 from umlos.train.state import advance_stage, fingerprint, next_batch, stage_finished, step
 
@@ -167,7 +168,7 @@ class _Identities:
     tmmu_plan_hash: bytes
 
     @classmethod
-    def of(cls, run: Run, tmmu_plan_hash: bytes) -> _Identities:
+    def of(cls, run: Run, tmmu_plan_hash: bytes, lockfile_hash: bytes | None) -> _Identities:
         keys = sorted(run.datasets)
         data = run.data_config
         train_keys = run.train_dataset_keys()
@@ -187,7 +188,7 @@ class _Identities:
             lineage_root_hash=commit_hash(
                 tags.LINEAGE_OBJECT, [run.manifest_hash, [[k, contents[k]] for k in keys]]
             ),
-            lockfile_hash=_installed_lock(),
+            lockfile_hash=lockfile_hash if lockfile_hash is not None else _installed_lock(),
             code_commit_hash=_code_commit(),
             tmmu_plan_hash=tmmu_plan_hash,
         )
@@ -209,6 +210,7 @@ class _Session:
         as_of: str,
         valid_until: str,
         progress: Callable[[Progress], None] | None,
+        lockfile_hash: bytes | None,
     ) -> None:
         self.run = run
         self.layout = layout
@@ -219,7 +221,7 @@ class _Session:
         manifest = run.manifest
         batch = manifest.global_batch_size
         self.plan = plan_memory(run.ir, schedule="train", batch_size=batch, dtype=run.dtype)
-        self.ids = _Identities.of(run, self.plan.tmmu_plan_hash)
+        self.ids = _Identities.of(run, self.plan.tmmu_plan_hash, lockfile_hash)
         self.bindings = CheckpointBindings.from_run(
             run,
             sampler_config_hash=self.ids.sampler_config_hash,
@@ -596,20 +598,22 @@ def execute(
     as_of: str = DEFAULT_AS_OF,
     valid_until: str = DEFAULT_VALID_UNTIL,
     progress: Callable[[Progress], None] | None = None,
+    pins: Pins | None = None,
 ) -> RunSummary:
     """Run ``manifest_path`` with full evidence under ``runs_root/<run_id>/``.
 
     A committed run with the same identity is not run again: its summary is returned. An
     interrupted one needs ``resume_run=True``. The certificate is signed with ``signing_key``
     when given (replay uses a throw-away key), else with the key store's key ``key_id`` (the
-    default key; one is created on first use).
+    default key; one is created on first use). ``pins`` replaces the machine's environment and
+    package lock with fixed values (golden runs, :mod:`umlos.runner.pins`).
     """
     source = Path(manifest_path)
     if source.is_dir():
         # `umlos run RUN_DIR --resume`: the manifest the run was started from, in its place.
         runs_root = source.resolve().parent
         source = _manifest_of_run_dir(source)
-    run = prepare(load_manifest(source))
+    run = prepare(load_manifest(source), environment=pins.environment if pins else None)
     layout = run_directory(Path(runs_root), run)
     if layout.committed.exists():
         return summary_of(layout)
@@ -626,6 +630,7 @@ def execute(
         as_of=as_of,
         valid_until=valid_until,
         progress=progress,
+        lockfile_hash=pins.lockfile_hash if pins else None,
     )
     resumed_from: int | None = None
     records = (

@@ -192,6 +192,7 @@ def prepare(
     *,
     world_size: int = 1,
     rank: int = 0,
+    environment: EnvironmentCapture | None = None,
 ) -> Run:
     """Load, check and bind everything a run needs.
 
@@ -213,7 +214,9 @@ def prepare(
     engine = get_backend(name, **options)
     ir = validate_ir(model_ir(manifest, dtype))
     # The live backend reports the runtime it actually loaded (BLAS build, torch/CUDA versions).
-    environment = capture_run_environment(cfg, fingerprint=engine.fingerprint())
+    # A pinned ``environment`` (golden runs) replaces the capture entirely.
+    if environment is None:
+        environment = capture_run_environment(cfg, fingerprint=engine.fingerprint())
     return Run(
         loaded=loaded,
         datasets=load_datasets(loaded),
