@@ -390,18 +390,24 @@ class JournalWriter:
         chain = self._chain
         if self._out.closed:
             raise ValueError(f"{self._out.path} is closed")
+        obj = event.to_obj()  # once: validated, hashed and stored from the same map
         try:
-            event = JournalEvent.from_obj(event.to_obj(), f"$[{chain.count}].event")
+            event = JournalEvent.from_obj(obj, f"$[{chain.count}].event")
         except (ApiShapeMismatchError, ApiTypeMismatchError) as exc:
             raise chain.fail("JOURNAL_SCHEMA", exc.message, path=exc.path) from exc
         chain.check_event(event)
+        link = commit_hash(tags.JOURNAL_LINK, [chain.head, obj, event.t])
         entry = JournalEntry(
-            journal_seq=chain.count,
-            prev_link_hash=chain.head,
-            event=event,
-            link_hash=journal_link_hash(chain.head, event),
+            journal_seq=chain.count, prev_link_hash=chain.head, event=event, link_hash=link
         )
-        payload = encode(entry.to_obj())
+        payload = encode(
+            {
+                "journal_seq": entry.journal_seq,
+                "prev_link_hash": entry.prev_link_hash,
+                "event": obj,
+                "link_hash": link,
+            }
+        )
         if len(payload) > MAX_ENTRY_BYTES:  # unreachable for schema-valid events; kept honest
             raise chain.fail("JOURNAL_OVERSIZED_FRAME", "entry exceeds MAX_ENTRY_BYTES")
         chain.store(entry, len(payload))

@@ -17,10 +17,11 @@ run ends with the same certificate hash as an uninterrupted one.
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
 import json
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,15 +138,22 @@ class RunExistsError(ContractViolationError):
 # --- run-level identities ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def _installed_lock() -> bytes:
-    """Digest of every installed distribution (name, version), sorted: the environment's lock."""
-    pairs = sorted(
-        {
-            ((d.metadata["Name"] or "").lower(), d.version)
-            for d in importlib.metadata.distributions()
-        }
-    )
-    return digest([[n, v] for n, v in pairs])
+    """Digest of every installed distribution (name, version), sorted: the environment's lock.
+
+    Read from the ``<name>-<version>.dist-info`` directory names on ``sys.path`` (what pip
+    records), not from each package's METADATA file: the same facts at a fraction of the cost.
+    """
+    pairs: set[tuple[str, str]] = set()
+    for entry in sys.path:
+        base = Path(entry)
+        if not base.is_dir():
+            continue
+        for info in base.glob("*.dist-info"):
+            name, _, version = info.name[: -len(".dist-info")].partition("-")
+            pairs.add((name.lower().replace("_", "-"), version))
+    return digest([[n, v] for n, v in sorted(pairs)])
 
 
 def _code_commit() -> bytes:
