@@ -143,7 +143,7 @@ def test_run_identity_composes_the_parts() -> None:
         }
     )
     assert ident.replay_token == token
-    assert ident.run_id == _sha([m.tenant_id, token])[:8].hex()
+    assert ident.run_id == _sha([m.tenant_id, [token, ident.manifest_hash]])[:8].hex()
     assert ident.manifest_hash == manifest_hash(m)
     assert ident.compute_seed == compute_seed(m)
     assert ident.policy_bundle_hash == bytes(32)

@@ -80,15 +80,22 @@ def replay_token(
     )
 
 
-def run_id(tenant_id: str, replay_token: bytes) -> str:
+def run_id(tenant_id: str, replay_token: bytes, *, manifest_hash: bytes | None = None) -> str:
     """Lower-case hex of the first 8 bytes of ``Digest([tenant_id, replay_token])`` (16 chars;
     the tenant id is data in the first slot, not a domain tag).
 
+    The spec's replay token does not cover the manifest (only its seed and policies), so two
+    different manifests with the same seed would share a run id. Runs therefore pass their
+    ``manifest_hash``: ``Digest([tenant_id, [replay_token, manifest_hash]])`` (ADR 0015).
+
     >>> from umlos.manifest import run_id
-    >>> len(run_id("acme", bytes(32)))
-    16
+    >>> len(run_id("acme", bytes(32))), run_id("acme", bytes(32), manifest_hash=bytes(32)) != run_id("acme", bytes(32))
+    (16, True)
     """
-    return digest([tenant_id, _bytes32("replay_token", replay_token)])[:8].hex()
+    token = _bytes32("replay_token", replay_token)
+    if manifest_hash is None:
+        return digest([tenant_id, token])[:8].hex()
+    return digest([tenant_id, [token, _bytes32("manifest_hash", manifest_hash)]])[:8].hex()
 
 
 def manifest_hash_without_backend(m: Manifest) -> bytes:
@@ -141,10 +148,11 @@ def run_identity(m: Manifest, capture: EnvironmentCapture) -> RunIdentity:
         driver_runtime_fingerprint_hash=capture.driver_fingerprint_hash,
         seed=m.seed,
     )
+    mh = manifest_hash(m)
     return RunIdentity(
-        manifest_hash=manifest_hash(m),
+        manifest_hash=mh,
         policy_bundle_hash=pb,
         replay_token=token,
-        run_id=run_id(m.tenant_id, token),
+        run_id=run_id(m.tenant_id, token, manifest_hash=mh),
         compute_seed=compute_seed(m),
     )

@@ -8,6 +8,7 @@ from umlos.runner.execute import (
     RunSummary,
     execute,
 )
+from umlos.runner.replay import replay_run
 
 __all__ = [
     "DEFAULT_AS_OF",
@@ -16,4 +17,5 @@ __all__ = [
     "RunExistsError",
     "RunSummary",
     "execute",
+    "replay_run",
 ]

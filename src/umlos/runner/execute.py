@@ -17,6 +17,7 @@ run ends with the same certificate hash as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -607,6 +608,7 @@ def execute(
     valid_until: str = DEFAULT_VALID_UNTIL,
     progress: Callable[[Progress], None] | None = None,
     pins: Pins | None = None,
+    base_dir: Path | None = None,
 ) -> RunSummary:
     """Run ``manifest_path`` with full evidence under ``runs_root/<run_id>/``.
 
@@ -614,14 +616,18 @@ def execute(
     interrupted one needs ``resume_run=True``. The certificate is signed with ``signing_key``
     when given (replay uses a throw-away key), else with the key store's key ``key_id`` (the
     default key; one is created on first use). ``pins`` replaces the machine's environment and
-    package lock with fixed values (golden runs, :mod:`umlos.runner.pins`).
+    package lock with fixed values (golden runs, :mod:`umlos.runner.pins`). ``base_dir``
+    resolves relative dataset paths somewhere other than the manifest's directory (replay).
     """
     source = Path(manifest_path)
     if source.is_dir():
         # `umlos run RUN_DIR --resume`: the manifest the run was started from, in its place.
         runs_root = source.resolve().parent
         source = _manifest_of_run_dir(source)
-    run = prepare(load_manifest(source), environment=pins.environment if pins else None)
+    manifest = load_manifest(source)
+    if base_dir is not None:
+        manifest = dataclasses.replace(manifest, base_dir=Path(base_dir))
+    run = prepare(manifest, environment=pins.environment if pins else None)
     layout = run_directory(Path(runs_root), run)
     if layout.committed.exists():
         return summary_of(layout)
