@@ -281,6 +281,102 @@ def _run_with_progress(
         )
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option(
+    "--trust-store",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A TrustStore (canonical CBOR) to verify against instead of the local key store's.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the VerifyReport as JSON.")
+def verify(run_dir: Path, trust_store: Path | None, as_json: bool) -> None:
+    """Verify RUN_DIR offline: signature, hash chains, checkpoints, WAL and every binding.
+
+    Exit 0 when every step passes; otherwise 10 + the failing step's group (11 layout,
+    12 manifest, 13 environment, 14 certificate, 15 trace, 16 journal, 17 checkpoints, 18 WAL,
+    19 bindings). Reads only: nothing in RUN_DIR is written, moved or deleted.
+    """
+    from umlos._generated.records import TrustStore
+    from umlos.codec import decode
+    from umlos.runner.verify import exit_code, verify_run
+
+    try:
+        store = (
+            TrustStore.from_obj(decode(trust_store.read_bytes()))
+            if trust_store is not None
+            else None
+        )
+        report = verify_run(run_dir, trust_store=store)
+    except Error as exc:
+        _fail_runtime(exc, as_json)
+    if as_json:
+        _emit_json(report.to_obj(json=True))
+    else:
+        for st in report.steps:
+            mark = {"PASS": "ok  ", "FAIL": "FAIL", "SKIP": "skip"}.get(st.status, st.status)
+            line = f"{mark} {st.step_no:>2}. {st.name}"
+            if st.status != "PASS" and st.detail:
+                line += f" — {st.artifact}: {st.detail}"
+            click.echo(line)
+        click.echo(
+            f"{report.verdict}: run {report.run_id or '?'}"
+            + (f", certificate {report.certificate_hash.hex()}" if report.certificate_hash else "")
+        )
+    sys.exit(exit_code(report))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option(
+    "--from-checkpoint",
+    "from_checkpoint",
+    type=int,
+    default=None,
+    help="Restore checkpoint T and re-execute from there.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["E0", "E1"]),
+    default="E0",
+    show_default=True,
+    help="E0: bit-identical; E1: floats within the default tolerances.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the manifest's relative dataset paths resolve (default: where the run read them).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the ReplayReport as JSON.")
+def replay(
+    run_dir: Path, from_checkpoint: int | None, profile: str, data_dir: Path | None, as_json: bool
+) -> None:
+    """Re-execute RUN_DIR in a scratch directory and compare it with its evidence.
+
+    Exit 0 for an E0 or E1 verdict, 1 for DIVERGED (the report names the first divergence:
+    step, record kind, field path, expected and actual values).
+    """
+    from umlos.runner.replay import replay_outcome
+
+    try:
+        outcome = replay_outcome(
+            run_dir,
+            from_checkpoint=from_checkpoint,
+            profile="E1" if profile == "E1" else "E0",
+            data_dir=data_dir,
+        )
+    except Error as exc:
+        _fail_runtime(exc, as_json)
+    report = outcome.report
+    if as_json:
+        _emit_json(report.to_obj(json=True))
+    else:
+        for line in outcome.lines():
+            click.echo(line)
+    sys.exit(EXIT_CHECK_FAILED if report.verdict == "DIVERGED" else EXIT_OK)
+
+
 @main.group()
 def keys() -> None:
     """Manage the local Ed25519 signing key and trust store (never inside a run directory)."""

@@ -9,6 +9,7 @@ from umlos.runner.execute import (
     execute,
 )
 from umlos.runner.replay import replay_run
+from umlos.runner.verify import verify_run
 
 __all__ = [
     "DEFAULT_AS_OF",
@@ -18,4 +19,5 @@ __all__ = [
     "RunSummary",
     "execute",
     "replay_run",
+    "verify_run",
 ]

@@ -32,7 +32,6 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import umlos
-from umlos._generated import tags
 from umlos._generated.records import (
     CertificateInputs,
     CheckpointHeader,
@@ -49,8 +48,7 @@ from umlos._generated.records import (
     WalRollback,
 )
 from umlos._generated.registry import CONTRACT_SET_HASH, OPERATOR_REGISTRY_ROOT_HASH
-from umlos.codec import commit_hash, digest, encode
-from umlos.data.sampler import sampler_config_hash, sampler_config_set_hash
+from umlos.codec import digest, encode
 from umlos.errors import ContractViolationError
 from umlos.evidence._frames import atomic_write
 from umlos.evidence.certificate import (
@@ -75,6 +73,7 @@ from umlos.evidence.wal import RunCommitWal, pointer_for, publish_committed, res
 from umlos.manifest import load_manifest
 from umlos.model.tmmu import plan_memory
 from umlos.runner import _faults
+from umlos.runner._identities import data_identities
 from umlos.runner._layout import RunLayout
 from umlos.runner.pins import Pins
 from umlos.train import EvalResult, Run, State, StepMetrics, evaluate, init, prepare
@@ -178,25 +177,12 @@ class _Identities:
 
     @classmethod
     def of(cls, run: Run, tmmu_plan_hash: bytes, lockfile_hash: bytes | None) -> _Identities:
-        keys = sorted(run.datasets)
-        data = run.data_config
-        train_keys = run.train_dataset_keys()
-        samplers = {k: sampler_config_hash(data, "train") for k in train_keys}
-        contents = {k: run.datasets[k].record.content_hash for k in keys}
-        plans = {
-            k: digest([contents[k], run.datasets[k].cardinality, samplers.get(k, ZERO)])
-            for k in keys
-        }
-        snapshot = commit_hash(tags.DATASET_SNAPSHOT_SET, [[k, contents[k]] for k in keys])
+        data = data_identities(run.manifest, run.manifest_hash)
         return cls(
-            sampler_config_hash=sampler_config_set_hash(samplers),
-            data_access_plan_hash=commit_hash(
-                tags.DATA_ACCESS_PLAN_SET, [[k, plans[k]] for k in keys]
-            ),
-            dataset_snapshot_id=snapshot.hex(),
-            lineage_root_hash=commit_hash(
-                tags.LINEAGE_OBJECT, [run.manifest_hash, [[k, contents[k]] for k in keys]]
-            ),
+            sampler_config_hash=data.sampler_config_hash,
+            data_access_plan_hash=data.data_access_plan_hash,
+            dataset_snapshot_id=data.dataset_snapshot_id,
+            lineage_root_hash=data.lineage_root_hash,
             lockfile_hash=lockfile_hash if lockfile_hash is not None else _installed_lock(),
             code_commit_hash=_code_commit(),
             tmmu_plan_hash=tmmu_plan_hash,
