@@ -26,9 +26,12 @@ def test_template_trains(tmp_path: Path, name: str) -> None:
 
 
 def test_existing_manifest_is_not_overwritten(tmp_path: Path) -> None:
-    write_quickstart("classification", tmp_path)
+    path = write_quickstart("classification", tmp_path)
+    assert write_quickstart("classification", tmp_path) == path  # same bytes: idempotent
+    path.write_text(path.read_text() + "# edited\n")
     with pytest.raises(ContractViolationError):
         write_quickstart("classification", tmp_path)
+    assert path.read_text().endswith("# edited\n")
 
 
 def test_unknown_template_is_a_typed_error(tmp_path: Path) -> None:

@@ -253,7 +253,8 @@ TEMPLATES: Final = {
 def write_quickstart(name: str, directory: Path) -> Path:
     """Write ``manifest.yaml`` (and data where needed) for template ``name`` into ``directory``.
 
-    Refuses to overwrite an existing manifest.
+    Calling it again is harmless (the same bytes are already there); a *different* existing
+    manifest is never overwritten.
     """
     template = TEMPLATES.get(name)
     if template is None:
@@ -262,11 +263,13 @@ def write_quickstart(name: str, directory: Path) -> Path:
         )
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "manifest.yaml"
+    text = template.render(directory)  # deterministic: the same bytes every time
     if target.exists():
+        if target.read_text(encoding="utf-8") == text:
+            return target  # already written by an earlier call: nothing to do
         raise ContractViolationError(
-            f"{target} already exists; choose another directory", artifact=str(target)
+            f"{target} already exists and differs; choose another directory", artifact=str(target)
         )
-    text = template.render(directory)
     tmp = directory / ".manifest.yaml.tmp"
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
