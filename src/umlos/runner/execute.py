@@ -72,6 +72,7 @@ from umlos.evidence.trace import TraceWriter, sampling_policy
 from umlos.evidence.wal import RunCommitWal, pointer_for, publish_committed, resume
 from umlos.manifest import load_manifest
 from umlos.model.tmmu import plan_memory
+from umlos.numerics import PhiloxStream
 from umlos.runner import _faults
 from umlos.runner._identities import data_identities
 from umlos.runner._layout import RunLayout
@@ -236,6 +237,8 @@ class _Session:
         )
         self.trace: TraceWriter
         self.journal: JournalWriter
+        self._rng_key: PhiloxStream | None = None
+        self._rng_hash = ZERO
 
     # identities shared by several records
     @property
@@ -317,15 +320,23 @@ class _Session:
         self.journal_entry(state, result.stage_id)
 
     def journal_entry(self, state: State, stage_id: str) -> None:
-        cursors = digest({k: c.to_obj() for k, c in state.cursors.items()})
-        rng = state.dropout.rng_state()
+        cursors = digest(
+            {
+                k: {"epoch": c.epoch, "global_position": c.global_position}
+                for k, c in state.cursors.items()
+            }
+        )
+        stream = state.dropout
+        if self._rng_key != stream:  # the dropout stream moves only when dropout draws
+            self._rng_key = stream
+            self._rng_hash = digest([list(stream.rng_state()), stream.offset])
         self.journal.append(
             JournalEvent(
                 t=state.t,
                 rank=self.run.rank,
                 stage_id=stage_id,
                 data_cursors_hash=cursors,
-                rng_offsets_hash=digest([list(rng), state.dropout.offset]),
+                rng_offsets_hash=self._rng_hash,
                 resource_ledger_hash=ZERO,
                 trace_chain_hash=self.trace.chain_hash,
             )
