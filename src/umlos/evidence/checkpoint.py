@@ -55,6 +55,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+from umlos import _faults
 from umlos._generated import tags
 from umlos._generated.records import (
     CheckpointHeader,
@@ -488,11 +489,14 @@ def _install(run_dir: Path, header: CheckpointHeader, files: Mapping[str, bytes]
                 (tmp / parent).mkdir(exist_ok=True)
                 dirs.add(tmp / parent)
             _write_file(target, files[rel])
+            _faults.point("checkpoint-file")  # crash tests: mid-checkpoint, between files
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(d)
+        _faults.point("checkpoint-rename")
         os.rename(tmp, final)
         fsync_dir(root)
     if not published:
+        _faults.point("checkpoint-pointer")
         _publish_pointer(pointer_path, pointer_bytes)
 
 

@@ -32,6 +32,7 @@ from typing import Final, Literal, get_args
 
 import crc32c
 
+from umlos import _faults
 from umlos._generated import tags
 from umlos._generated.records import (
     CommitPointer,
@@ -611,6 +612,7 @@ class RunCommitWal:
         if self._length == 0:
             _make_dirs(self.path.parent)
         try:
+            _faults.point("wal-append")  # crash tests: just before the record reaches the file
             new_length = append_frames(self.path, [payload], sync=True)
             if self._length == 0:
                 fsync_dir(self.path.parent)  # the file's directory entry is durable too
@@ -645,6 +647,7 @@ def _create_if_absent(path: Path, data: bytes) -> bool:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            _faults.point("committed-written")  # crash tests: pointer written, not yet fsynced
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -32,6 +32,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import umlos
+from umlos import _faults
 from umlos._generated.records import (
     CertificateInputs,
     CheckpointHeader,
@@ -73,7 +74,6 @@ from umlos.evidence.wal import RunCommitWal, pointer_for, publish_committed, res
 from umlos.manifest import load_manifest
 from umlos.model.tmmu import plan_memory
 from umlos.numerics import PhiloxStream
-from umlos.runner import _faults
 from umlos.runner._identities import data_identities
 from umlos.runner._layout import RunLayout
 from umlos.runner.pins import Pins
