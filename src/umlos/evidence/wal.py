@@ -752,6 +752,30 @@ def _truncate(path: Path, length: int) -> None:
         os.close(fd)
 
 
+def _checked_log(run_dir: Path, *, tenant_id: str, run_id: str) -> tuple[Path, _Log]:
+    """Steps 1-7 of recovery: read, parse (setting a torn last append aside), check the pointer."""
+    log_path = wal_path(run_dir)
+    # 1. Enumerate: the log's bytes (no file = no records).
+    data = _read_bytes(log_path, run_id) or b""
+    # 2-6. Framing (a torn last append is set aside, not yet removed), records (CBOR, schema,
+    #      identity), continuity, chain, terminal rules: _Parser.run, .record and .tail.
+    log = _parse(data, path=log_path, tenant_id=tenant_id, run_id=run_id, tolerate_torn_tail=True)
+    records = log.records
+    last = records[-1] if records else None
+    # 7. Pointer: COMMITTED is published only after a durable FINALIZE, so a pointer beside any
+    #    other log state means lost or altered evidence. Abort; never delete it (ADR 0014).
+    if not isinstance(last, WalFinalize) and pointer_path(run_dir).exists():
+        raise _corrupt(
+            "POINTER_WITHOUT_FINALIZE",
+            f"a COMMITTED pointer exists but the log ends in {_last_type(records)}",
+            path=log_path,
+            run_id=run_id,
+            wal_seq=len(records),
+            record_hash=last.record_hash if last else GENESIS_PREV_HASH,
+        )
+    return log_path, log
+
+
 def recover(
     run_dir: str | os.PathLike[str],
     *,
@@ -771,27 +795,9 @@ def recover(
     """
     WalRecoverRequest.from_obj({"tenant_id": tenant_id, "run_id": run_id})
     run_dir = Path(run_dir)
-    log_path = wal_path(run_dir)
-
-    # 1. Enumerate: the log's bytes (no file = no records).
-    data = _read_bytes(log_path, run_id) or b""
-    # 2-6. Framing (a torn last append is set aside, not yet removed), records (CBOR, schema,
-    #      identity), continuity, chain, terminal rules: _Parser.run, .record and .tail.
-    log = _parse(data, path=log_path, tenant_id=tenant_id, run_id=run_id, tolerate_torn_tail=True)
+    log_path, log = _checked_log(run_dir, tenant_id=tenant_id, run_id=run_id)
     records = log.records
     last = records[-1] if records else None
-
-    # 7. Pointer: COMMITTED is published only after a durable FINALIZE, so a pointer beside any
-    #    other log state means lost or altered evidence. Abort; never delete it (ADR 0014).
-    if not isinstance(last, WalFinalize) and pointer_path(run_dir).exists():
-        raise _corrupt(
-            "POINTER_WITHOUT_FINALIZE",
-            f"a COMMITTED pointer exists but the log ends in {_last_type(records)}",
-            path=log_path,
-            run_id=run_id,
-            wal_seq=len(records),
-            record_hash=last.record_hash if last else GENESIS_PREV_HASH,
-        )
 
     def report(**fields: object) -> WalRecoveryReport:
         base: dict[str, object] = {
@@ -874,21 +880,9 @@ def resume(
     Every other kind of damage raises :class:`~umlos.errors.WalCorruptionError`, as in
     :func:`recover`.
     """
-    run_dir = Path(run_dir)
-    log_path = wal_path(run_dir)
-    data = _read_bytes(log_path, run_id) or b""
-    log = _parse(data, path=log_path, tenant_id=tenant_id, run_id=run_id, tolerate_torn_tail=True)
+    log_path, log = _checked_log(Path(run_dir), tenant_id=tenant_id, run_id=run_id)
     records = log.records
     last = records[-1] if records else None
-    if not isinstance(last, WalFinalize) and pointer_path(run_dir).exists():
-        raise _corrupt(
-            "POINTER_WITHOUT_FINALIZE",
-            f"a COMMITTED pointer exists but the log ends in {_last_type(records)}",
-            path=log_path,
-            run_id=run_id,
-            wal_seq=len(records),
-            record_hash=last.record_hash if last else GENESIS_PREV_HASH,
-        )
     if log.torn_tail and not isinstance(last, (WalFinalize, WalRollback)):
         _truncate(log_path, log.valid_length)
     return tuple(records)
