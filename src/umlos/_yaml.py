@@ -56,6 +56,20 @@ def loads_yaml(text: str, *, source: str) -> Any:
     """Parse YAML text strictly; errors name ``source`` and the line."""
     try:
         return yaml.load(text, Loader=_StrictLoader)
+    except RecursionError as exc:  # PyYAML builds nested nodes recursively
+        raise ApiShapeMismatchError(
+            "invalid YAML: nesting is too deep", reason="CONSTRAINT", artifact=source
+        ) from exc
+    except UnicodeError as exc:  # a str with lone surrogates cannot be YAML text
+        raise ApiShapeMismatchError(
+            f"invalid YAML: text is not valid Unicode ({exc})",
+            reason="CONSTRAINT",
+            artifact=source,
+        ) from exc
+    except ValueError as exc:  # e.g. an integer longer than Python's int-conversion limit
+        raise ApiShapeMismatchError(
+            f"invalid YAML: {exc}", reason="CONSTRAINT", artifact=source
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else None

@@ -441,5 +441,167 @@ def quickstart(template: str, directory: Path | None) -> None:
     click.echo(f"train it with: umlos run {manifest}")
 
 
+@main.command()
+@click.option(
+    "--tier",
+    "tiers",
+    multiple=True,
+    type=click.Choice(["cpu_tier", "single_gpu_tier"]),
+    help="Tier to run (repeatable; default: every tier, unavailable ones reported as such).",
+)
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--workload", "workload_ids", multiple=True, help="Workload id (repeatable).")
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Baseline file to compare against (written by --save-baseline).",
+)
+@click.option(
+    "--save-baseline",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Store this run's measured tiers as a baseline file.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("bench-results"),
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(
+    tiers: tuple[str, ...],
+    repeat: int,
+    workload_ids: tuple[str, ...],
+    baseline: Path | None,
+    save_baseline: Path | None,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Benchmark tiers: plain PyTorch vs evidence off vs full evidence (docs/adr/0016).
+
+    Writes TIER.cbor and TIER.json benchmark evidence into --out. Exit 1 when a workload
+    REGRESSED against --baseline; PASS and NO_BASELINE exit 0.
+    """
+    from umlos.conformance import bench as b
+
+    try:
+        b.select_workloads(tiers, workload_ids)
+    except Error as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        baselines = b.load_baselines(baseline) if baseline is not None else None
+        evidence = b.run_bench(
+            tiers=tiers,
+            workload_ids=workload_ids,
+            repeat=repeat,
+            baselines=baselines,
+            progress=None if as_json else lambda line: click.echo(line, err=True),
+        )
+        files = b.write_evidence(evidence, out)
+        if save_baseline is not None:
+            b.save_baselines(save_baseline, evidence)
+    except Error as exc:
+        _fail_runtime(exc, as_json)
+    verdict = b.overall_verdict(evidence)
+    if as_json:
+        _emit_json(
+            {
+                "regression_verdict": verdict,
+                "tiers": [e.to_json() for e in evidence],
+                "files": [str(f) for f in files],
+                "baseline_saved": str(save_baseline) if save_baseline is not None else None,
+            }
+        )
+    else:
+        click.echo(b.format_report(evidence))
+        click.echo(f"wrote {', '.join(str(f) for f in files)}")
+        if save_baseline is not None:
+            click.echo(f"baseline saved to {save_baseline}")
+        click.echo(f"regression verdict: {verdict}")
+    sys.exit(EXIT_CHECK_FAILED if verdict == "REGRESSED" else EXIT_OK)
+
+
+@main.group()
+def chaos() -> None:
+    """Inject faults into real runs and emit recovery proof packs (docs/reliability.md)."""
+
+
+@chaos.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the scenario table as JSON.")
+def chaos_list(as_json: bool) -> None:
+    """List the mandatory chaos scenarios and the invariants each one checks."""
+    from umlos.conformance.chaos import scenario_index_hash, scenario_table
+
+    table = scenario_table()
+    if as_json:
+        _emit_json({"scenario_index_hash": scenario_index_hash().hex(), "scenarios": table})
+        return
+    for row in table:
+        click.echo(f"{row['scenario_id']:<28} {row['title']}")
+        for inv in row["invariants"]:
+            click.echo(f"    {inv['id']}")
+    click.echo(f"scenario_index_hash {scenario_index_hash().hex()}")
+
+
+@chaos.command("run")
+@click.argument("scenario", required=False)
+@click.option("--all", "run_all", is_flag=True, help="Run every scenario.")
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--trials", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--quick", is_flag=True, help="Sample cut offsets and named crash points.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel children.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write each proof pack with its transcript (SCENARIO.json) and index.json here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the proof packs as JSON.")
+def chaos_run(
+    scenario: str | None,
+    run_all: bool,
+    seed: int,
+    trials: int,
+    quick: bool,
+    workers: int | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Run SCENARIO (or --all) against real runs in a scratch directory.
+
+    Exit 1 when any invariant of any scenario FAILs. Uses a throw-away key store, never yours.
+    """
+    from umlos.conformance import chaos as c
+
+    if run_all == (scenario is not None):
+        raise click.UsageError("give one SCENARIO or --all (see `umlos chaos list`)")
+    ids = list(c.SCENARIOS) if run_all else [str(scenario)]
+    if scenario is not None and scenario not in c.SCENARIOS:
+        raise click.UsageError(f"unknown scenario {scenario!r} (see `umlos chaos list`)")
+    try:
+        packs = c.run_chaos(ids, seed=seed, trials=trials, exhaustive=not quick, workers=workers)
+    except Error as exc:
+        _fail_runtime(exc, as_json)
+    files = c.write_packs(packs, out) if out is not None else []
+    verdict = c.overall_verdict(packs)
+    if as_json:
+        _emit_json(
+            {
+                "verdict": verdict,
+                "scenario_index_hash": c.scenario_index_hash().hex(),
+                "packs": [p.to_json() for p in packs],
+                "files": [str(f) for f in files],
+            }
+        )
+    else:
+        for line in c.format_report(packs):
+            click.echo(line)
+        if files:
+            click.echo(f"wrote {len(files)} file(s) to {out}")
+    sys.exit(EXIT_CHECK_FAILED if verdict == "FAIL" else EXIT_OK)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -15,7 +15,7 @@ OPERATOR_REGISTRY_ROOT_HASH: Final = bytes.fromhex(
 )
 """``Commit("operator_registry_v1", [1, operator_records])``; bound into replay tokens."""
 CONTRACT_SET_HASH: Final = bytes.fromhex(
-    "f30e3af027527797248a2d47f802d98d398da4c56aa4d3654be2d954593f03f4"
+    "8bc79101f89de032b3595db08c78a19b440a270094be6cda8a80152a40177a82"
 )
 """Commitment to every compiled contract artifact."""
 

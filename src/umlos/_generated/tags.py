@@ -233,6 +233,21 @@ RANK_RNG_SEED: Final = "rank_rng_v1"
 """``rank_rng_seed`` (commit). Per-rank RNG master seed; Philox key/counter come from its first 16
 bytes. Preimage: [replay_token, uint32(rank)]
 """
+RECOVERY_PROOF_PACK: Final = "recovery_proof_pack_v1"
+"""``recovery_proof_pack_hash`` (commit). Recovery proof pack of one chaos scenario. Preimage:
+{scenario_id, seed, trials, fault_injection, invariants: [{id, statement, verdict, detail}],
+recovery_transcript_hash, final_verdict, final_verdict_hash}
+"""
+RECOVERY_TRANSCRIPT: Final = "recovery_transcript_v1"
+"""``recovery_transcript_hash`` (commit). Canonical transcript of what a chaos scenario injected
+and what recovery did or returned. Preimage: [scenario_id, uint64(seed), [{case, inject,
+observed}, ...] in recording order]
+"""
+RECOVERY_VERDICT: Final = "recovery_verdict_v1"
+"""``final_verdict_hash`` (commit). Final recovery verdict of a chaos scenario, bound to its
+transcript. Preimage: [scenario_id, recovery_transcript_hash, [[invariant_id, verdict], ...] in
+declared order, final_verdict]
+"""
 REDACTION_HMAC: Final = "redaction_v1"
 """``redacted_value`` (keyed). Replacement value of a redacted field (32-byte byte string);
 preimage_format_id is the tag. Preimage: HMAC-SHA256(key, CBOR(["redaction_v1", [schema_version,
@@ -385,6 +400,9 @@ ALL_TAGS: Final = frozenset(
         POLICY_BUNDLE,
         POLICY_TRANSCRIPT,
         RANK_RNG_SEED,
+        RECOVERY_PROOF_PACK,
+        RECOVERY_TRANSCRIPT,
+        RECOVERY_VERDICT,
         REDACTION_HMAC,
         REDACTION_POLICY,
         RELEASE,

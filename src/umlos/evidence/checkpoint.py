@@ -435,13 +435,7 @@ def _install(run_dir: Path, header: CheckpointHeader, files: Mapping[str, bytes]
     name = step_name(header.t)
     final = root / name
     pointer_path = root / f"{name}{POINTER_SUFFIX}"
-    pointer = CheckpointPointer(
-        tenant_id=header.tenant_id,
-        run_id=header.run_id,
-        t=header.t,
-        checkpoint_hash=header.checkpoint_hash,
-        path=f"{CHECKPOINTS_DIR}/{name}",
-    )
+    pointer = _pointer(header)
     pointer_bytes = encode(pointer.to_obj())
     # A step published for another checkpoint is refused before anything is written.
     try:
@@ -498,6 +492,31 @@ def _install(run_dir: Path, header: CheckpointHeader, files: Mapping[str, bytes]
     if not published:
         _faults.point("checkpoint-pointer")
         _publish_pointer(pointer_path, pointer_bytes)
+
+
+def _pointer(header: CheckpointHeader) -> CheckpointPointer:
+    name = step_name(header.t)
+    return CheckpointPointer(
+        tenant_id=header.tenant_id,
+        run_id=header.run_id,
+        t=header.t,
+        checkpoint_hash=header.checkpoint_hash,
+        path=f"{CHECKPOINTS_DIR}/{name}",
+    )
+
+
+def publish_checkpoint(run_dir: Path, header: CheckpointHeader) -> None:
+    """(Re)publish the pointer of a checkpoint that verified: a damaged or missing pointer is
+    replaced; a correct one is left alone. Resume calls it after restoring that checkpoint."""
+    pointer = _pointer(header)
+    path = Path(run_dir) / CHECKPOINTS_DIR / f"{step_name(header.t)}{POINTER_SUFFIX}"
+    try:
+        if read_pointer(path) == pointer:
+            return
+    except (FileNotFoundError, CheckpointInvalidError):
+        pass
+    path.unlink(missing_ok=True)
+    _publish_pointer(path, encode(pointer.to_obj()))
 
 
 def _publish_pointer(path: Path, data: bytes) -> None:

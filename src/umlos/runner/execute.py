@@ -65,6 +65,7 @@ from umlos.evidence.checkpoint import (
     CheckpointBindings,
     latest_checkpoint,
     load_checkpoint,
+    publish_checkpoint,
     write_checkpoint,
 )
 from umlos.evidence.journal import JournalWriter
@@ -232,9 +233,7 @@ class _Session:
         self.last: StepMetrics | None = None
         self.last_checkpoint: CheckpointHeader | None = None
         self.steps = 0
-        self.wal = RunCommitWal(
-            layout.root, tenant_id=manifest.tenant_id, run_id=run.identity.run_id
-        )
+        self.wal: RunCommitWal  # opened by execute() once resume() has cut a torn tail
         self.trace: TraceWriter
         self.journal: JournalWriter
         self._rng_key: PhiloxStream | None = None
@@ -698,6 +697,8 @@ def execute(
             state = init(run)
         else:
             loaded = load_checkpoint(ref.path, run, expected=session.bindings)
+            if not ref.published:  # a crash or damage took its pointer: publish it again
+                publish_checkpoint(layout.root, loaded.header)
             link = loaded.trace_link
             session.trace = TraceWriter.open_existing(
                 layout.trace,

@@ -217,7 +217,7 @@ _OPTIONAL: Final = (_IN.summary.as_posix(),)  # run.json: derived, never read
 _STEP_DIR: Final = re.compile(r"^[0-9]{20}$")
 _POINTER_NAME: Final = re.compile(r"^[0-9]{20}\.committed$")
 # Crash leftovers the runner can leave in a committed run (module docstring, "Layout").
-_ROOT_LEFTOVER: Final = re.compile(r"^\.COMMITTED\..+\.tmp$")
+_ROOT_LEFTOVER: Final = re.compile(r"^\.(COMMITTED\..+|run\.json)\.tmp$")
 _CHECKPOINT_LEFTOVER_DIR: Final = re.compile(r"^\.[0-9]{20}\.invalid$")
 _CHECKPOINT_LEFTOVER_FILE: Final = re.compile(r"^\.[0-9]{20}\.committed\.tmp$")
 _CHECKPOINT_FILES: Final = frozenset(

@@ -1,0 +1,1 @@
+"""Conformance tooling: benchmark tiers (``umlos bench``) and chaos scenarios (``umlos chaos``)."""

@@ -1,0 +1,1 @@
+"""Tests of the conformance tooling: benchmark tiers and chaos scenarios."""

@@ -1,0 +1,1 @@
+"""Cross-cutting proofs: corruption sweeps with counts, and fuzzing of every parser."""
