@@ -160,10 +160,8 @@ def check_plan(plan: TmmuPlan) -> None:
         most = max(sum(s.live_from <= p <= s.live_to for s in slots) for p in positions)
         assert summary.slot_count == most
         assert {s.logical_slot for s in slots} == set(range(summary.slot_count))
-        # Never worse than a private aligned buffer per tensor.
-        naive = 0
-        for s in slots:
-            naive = -(-naive // s.alignment) * s.alignment + s.size
+        # Never worse than a private aligned buffer per tensor (each rounded up to alignment).
+        naive = sum(-(-s.size // s.alignment) * s.alignment for s in slots)
         end = max(s.offset + s.size for s in slots)
         assert end <= naive
     assert plan.peak_bytes == sum(a.peak_bytes for a in plan.arenas)

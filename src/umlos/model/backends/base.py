@@ -48,7 +48,7 @@ from umlos._generated.records import (
     OptimizerConfig,
     SgdOptimizerConfig,
 )
-from umlos.errors import BackendContractViolationError, ContractViolationError
+from umlos.errors import BackendContractViolationError, ContractViolationError, ShapeMismatchError
 from umlos.numerics import PhiloxStream, fixed_mean
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ __all__ = [
     "OptimizerStep",
     "Program",
     "StepResult",
+    "check_batch",
     "get_backend",
     "slot_names",
     "zero_slots",
@@ -218,6 +219,61 @@ def zero_slots(
         p = parameters[name.rsplit("/", 1)[0]]
         out[name] = np.zeros(p.shape, p.dtype)
     return out
+
+
+def check_batch(
+    ir: ValidatedIR,
+    batch: Mapping[str, Any],
+    *,
+    float_dtype: np.dtype[Any],
+    labels_required: bool,
+) -> tuple[dict[str, NDArray[Any]], int]:
+    """Check a host batch against the IR's inputs and cast it: integer inputs to int64, float
+    inputs to ``float_dtype``. Returns the arrays (in input order) and the batch size.
+
+    Every backend calls this first, so a bad batch fails the same way everywhere: an unknown or
+    missing input or an integer input of another kind is ``ContractViolationError``, a shape
+    that does not fit ``[B, *input shape]`` (or disagrees on ``B``) is ``ShapeMismatchError``.
+    """
+    inputs = ir.ir.inputs
+    known = {i.name for i in inputs}
+    for key in batch:
+        if key not in known:
+            raise ContractViolationError(
+                f"{key!r} is not an input of the IR", path=f"$.batch.{key}"
+            )
+    feeds: dict[str, NDArray[Any]] = {}
+    bsz: int | None = None
+    for inp in inputs:
+        path = f"$.batch.{inp.name}"
+        if inp.name not in batch:
+            if inp.role == "labels" and not labels_required:
+                continue
+            raise ContractViolationError(f"input {inp.name!r} is missing", path=path)
+        arr = np.asarray(batch[inp.name])
+        if arr.ndim == 0 or arr.shape[1:] != inp.shape or (bsz is not None and arr.shape[0] != bsz):
+            expected = ["B" if bsz is None else bsz, *inp.shape]
+            raise ShapeMismatchError(
+                f"input {inp.name!r} has shape {list(arr.shape)}, expected {expected}",
+                path=path,
+                context={
+                    "node_id": inp.name,
+                    "shape_in": str(list(arr.shape)),
+                    "shape_expected": str(expected),
+                },
+            )
+        bsz = arr.shape[0]
+        if ir.values[inp.name].elem == "int":
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise ContractViolationError(
+                    f"input {inp.name!r} must hold integers, got {arr.dtype}", path=path
+                )
+            feeds[inp.name] = arr.astype(np.int64, copy=False)
+        else:
+            feeds[inp.name] = arr.astype(float_dtype, copy=False)
+    if not bsz:
+        raise ContractViolationError("the batch is empty", path="$.batch")
+    return feeds, bsz
 
 
 class Program(Protocol):

@@ -50,7 +50,7 @@ from scipy.special import erf
 import umlos
 from umlos._generated.records import DriverRuntimeFingerprint
 from umlos.codec import digest
-from umlos.errors import ContractViolationError, PrimitiveUnsupportedError, ShapeMismatchError
+from umlos.errors import ContractViolationError, PrimitiveUnsupportedError
 from umlos.model.backends.base import (
     Backend,
     ComputeDtype,
@@ -59,6 +59,7 @@ from umlos.model.backends.base import (
     OptimizerStep,
     Program,
     StepResult,
+    check_batch,
 )
 from umlos.model.ir import Node, Op, ValidatedIR
 from umlos.numerics import PhiloxStream, fixed_sum_of_squares, words
@@ -774,48 +775,9 @@ class NumpyProgram:
     def _feeds(
         self, batch: Mapping[str, Array], *, labels_required: bool
     ) -> tuple[dict[str, Array], int]:
-        known = {i.name for i in self._inputs}
-        for key in batch:
-            if key not in known:
-                raise ContractViolationError(
-                    f"{key!r} is not an input of the IR", path=f"$.batch.{key}"
-                )
-        feeds: dict[str, Array] = {}
-        bsz: int | None = None
-        for inp in self._inputs:
-            path = f"$.batch.{inp.name}"
-            if inp.name not in batch:
-                if inp.role == "labels" and not labels_required:
-                    continue
-                raise ContractViolationError(f"input {inp.name!r} is missing", path=path)
-            arr = np.asarray(batch[inp.name])
-            if (
-                arr.ndim == 0
-                or arr.shape[1:] != inp.shape
-                or (bsz is not None and arr.shape[0] != bsz)
-            ):
-                expected = ["B" if bsz is None else bsz, *inp.shape]
-                raise ShapeMismatchError(
-                    f"input {inp.name!r} has shape {list(arr.shape)}, expected {expected}",
-                    path=path,
-                    context={
-                        "node_id": inp.name,
-                        "shape_in": str(list(arr.shape)),
-                        "shape_expected": str(expected),
-                    },
-                )
-            bsz = arr.shape[0]
-            if self._ir.values[inp.name].elem == "int":
-                if not np.issubdtype(arr.dtype, np.integer):
-                    raise ContractViolationError(
-                        f"input {inp.name!r} must hold integers, got {arr.dtype}", path=path
-                    )
-                feeds[inp.name] = arr.astype(np.int64, copy=False)
-            else:
-                feeds[inp.name] = arr.astype(self._np_dtype, copy=False)
-        if not bsz:
-            raise ContractViolationError("the batch is empty", path="$.batch")
-        return feeds, bsz
+        return check_batch(
+            self._ir, batch, float_dtype=self._np_dtype, labels_required=labels_required
+        )
 
     def _runs(self, node: Node, with_labels: bool) -> bool:
         return with_labels or not node.needs_labels

@@ -62,7 +62,6 @@ from umlos.errors import (
     BackendContractViolationError,
     ContractViolationError,
     PrimitiveUnsupportedError,
-    ShapeMismatchError,
 )
 from umlos.model.backends.base import (
     ComputeDtype,
@@ -70,6 +69,7 @@ from umlos.model.backends.base import (
     ForwardResult,
     OptimizerStep,
     StepResult,
+    check_batch,
 )
 from umlos.model.ir import Node, Op, ValidatedIR
 from umlos.numerics import PhiloxStream, words
@@ -449,11 +449,6 @@ class TorchProgram:
             elif node.op is Op.EMBEDDING:
                 rows = ir.shape(node.inputs[1])[0]
                 checks.append(_IntCheck(node.inputs[0], rows, node, "ID_OUT_OF_RANGE", "token ids"))
-        self._input_specs = tuple(
-            (i.name, i.role == "labels", i.shape, ir.values[i.name].elem == "int")
-            for i in self._inputs
-        )
-        self._input_names = frozenset(i.name for i in self._inputs)
         self._steps_all = tuple(steps)
         self._steps_unlabelled = tuple(s for s in steps if not s.node.needs_labels)
         self._checks = tuple(checks)
@@ -772,43 +767,10 @@ class TorchProgram:
     def _feeds(
         self, batch: Mapping[str, Array], *, labels_required: bool
     ) -> tuple[dict[str, Tensor], int]:
-        """Check a host batch (as the numpy backend does) and move it to the device."""
-        for key in batch:
-            if key not in self._input_names:
-                raise ContractViolationError(
-                    f"{key!r} is not an input of the IR", path=f"$.batch.{key}"
-                )
-        host: dict[str, Array] = {}
-        bsz: int | None = None
-        for name, is_labels, shape, is_int in self._input_specs:
-            path = f"$.batch.{name}"
-            if name not in batch:
-                if is_labels and not labels_required:
-                    continue
-                raise ContractViolationError(f"input {name!r} is missing", path=path)
-            arr = np.asarray(batch[name])
-            if arr.ndim == 0 or arr.shape[1:] != shape or (bsz is not None and arr.shape[0] != bsz):
-                expected = ["B" if bsz is None else bsz, *shape]
-                raise ShapeMismatchError(
-                    f"input {name!r} has shape {list(arr.shape)}, expected {expected}",
-                    path=path,
-                    context={
-                        "node_id": name,
-                        "shape_in": str(list(arr.shape)),
-                        "shape_expected": str(expected),
-                    },
-                )
-            bsz = arr.shape[0]
-            if is_int:
-                if arr.dtype.kind not in "iu":
-                    raise ContractViolationError(
-                        f"input {name!r} must hold integers, got {arr.dtype}", path=path
-                    )
-                host[name] = arr.astype(np.int64, copy=False)
-            else:
-                host[name] = arr.astype(self._np_dtype, copy=False)
-        if not bsz:
-            raise ContractViolationError("the batch is empty", path="$.batch")
+        """Check a host batch (:func:`check_batch`, as every backend does) and move it to the device."""
+        host, bsz = check_batch(
+            self._ir, batch, float_dtype=self._np_dtype, labels_required=labels_required
+        )
         # Label and id ranges are checked here, on the host, so a step needs no device sync.
         for check in self._checks:
             values = host.get(check.input_name)
